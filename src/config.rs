@@ -1,0 +1,635 @@
+//! The experiment description: one TOML file (a preset) that the window, the command line and the
+//! tests share. Parsed with serde, validated once; every error names the field it is about.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::sophon::config::SophonConfig;
+
+/// An error in an experiment description. Its message names the file or the field.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{}: cannot read: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{origin}: {message}")]
+    Parse { origin: String, message: String },
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+    #[error("--set {assignment}: {message}")]
+    Override { assignment: String, message: String },
+}
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// What the model learns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Task {
+    #[default]
+    Classification,
+}
+
+/// A complete experiment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentConfig {
+    /// A short name; run folders are named after it.
+    #[serde(default = "default_name")]
+    pub name: String,
+    /// Seeds data generation, shuffling, model initialisation and the simulated attacks.
+    pub seed: u64,
+    #[serde(default)]
+    pub task: Task,
+    pub model: ModelConfig,
+    pub input: InputConfig,
+    /// The domain the protected model must stay good on.
+    pub original: DataSource,
+    /// The domain fine-tuning must be made hard on.
+    pub restricted: DataSource,
+    pub pretrain: PretrainConfig,
+    /// SOPHON's loops; without this section the run pre-trains and evaluates only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sophon: Option<SophonConfig>,
+    pub evaluation: EvaluationConfig,
+}
+
+fn default_name() -> String {
+    "experiment".into()
+}
+
+/// The classifier architectures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModelKind {
+    Mlp,
+    CnnSmall,
+    VggSmall,
+    ResnetSmall,
+}
+
+impl ModelKind {
+    pub const ALL: [ModelKind; 4] = [
+        ModelKind::Mlp,
+        ModelKind::CnnSmall,
+        ModelKind::VggSmall,
+        ModelKind::ResnetSmall,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelKind::Mlp => "mlp",
+            ModelKind::CnnSmall => "cnn-small",
+            ModelKind::VggSmall => "vgg-small",
+            ModelKind::ResnetSmall => "resnet-small",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    pub kind: ModelKind,
+    /// Hidden layer widths of the MLP (ignored by the other models).
+    #[serde(default = "default_hidden")]
+    pub hidden: Vec<usize>,
+}
+
+fn default_hidden() -> Vec<usize> {
+    vec![256, 128]
+}
+
+/// The model's input: every data set is resized and converted to this.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputConfig {
+    /// Side of the square input image in pixels.
+    pub size: usize,
+    /// 1 (grey) or 3 (RGB).
+    pub channels: usize,
+    /// Allow grey↔RGB conversion of data sets whose channels differ from `channels`.
+    #[serde(default)]
+    pub convert_channels: bool,
+}
+
+/// The ten-class procedural domains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProceduralDomain {
+    /// circle, square, triangle, diamond, star, cross, ring, hexagon, arrow, crescent
+    Shapes,
+    /// hand-made skeletons of the digits 0–9, jittered
+    Strokes,
+    /// stripes, checker, dots, grid, rings, spiral, value noise, Gabor, zigzag, crosshatch
+    Textures,
+    /// 1–10 blobs
+    Counting,
+}
+
+/// What is behind the foreground of shapes, strokes and counting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Background {
+    /// one flat colour (with a little pixel noise)
+    #[default]
+    Plain,
+    /// a random texture from the textures domain at reduced contrast
+    Texture,
+}
+
+/// Which CIFAR-100 labels to learn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Cifar100Labels {
+    /// 20 super-classes
+    Coarse,
+    /// 100 classes
+    #[default]
+    Fine,
+}
+
+/// Where a domain's images come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "source", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum DataSource {
+    /// Generated on the fly: no files needed.
+    Procedural {
+        domain: ProceduralDomain,
+        #[serde(default)]
+        background: Background,
+        /// Number of training images.
+        train: usize,
+        /// Number of test images.
+        test: usize,
+    },
+    /// The UCI handwritten digits bundled with the workbench (1438 train / 359 test, 8×8 grey).
+    Digits,
+    /// IDX files (MNIST, Fashion-MNIST), plain or gzipped.
+    Idx {
+        train_images: PathBuf,
+        train_labels: PathBuf,
+        test_images: PathBuf,
+        test_labels: PathBuf,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        train_limit: Option<usize>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        test_limit: Option<usize>,
+    },
+    /// The CIFAR-10 binary version: a folder with `data_batch_1..5.bin` and `test_batch.bin`.
+    Cifar10 {
+        dir: PathBuf,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        train_limit: Option<usize>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        test_limit: Option<usize>,
+    },
+    /// The CIFAR-100 binary version: a folder with `train.bin` and `test.bin`.
+    Cifar100 {
+        dir: PathBuf,
+        #[serde(default)]
+        labels: Cifar100Labels,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        train_limit: Option<usize>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        test_limit: Option<usize>,
+    },
+    /// Two image folders (one sub-folder per class of PNG/JPEG files).
+    Folder {
+        train: PathBuf,
+        test: PathBuf,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        train_limit: Option<usize>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        test_limit: Option<usize>,
+    },
+}
+
+impl DataSource {
+    /// At most this many training images are kept.
+    pub fn train_limit(&self) -> Option<usize> {
+        match self {
+            DataSource::Idx { train_limit, .. }
+            | DataSource::Cifar10 { train_limit, .. }
+            | DataSource::Cifar100 { train_limit, .. }
+            | DataSource::Folder { train_limit, .. } => *train_limit,
+            DataSource::Procedural { .. } | DataSource::Digits => None,
+        }
+    }
+
+    /// At most this many test images are kept.
+    pub fn test_limit(&self) -> Option<usize> {
+        match self {
+            DataSource::Idx { test_limit, .. }
+            | DataSource::Cifar10 { test_limit, .. }
+            | DataSource::Cifar100 { test_limit, .. }
+            | DataSource::Folder { test_limit, .. } => *test_limit,
+            DataSource::Procedural { .. } | DataSource::Digits => None,
+        }
+    }
+
+    /// The channel count the source's files have, where it is fixed.
+    pub fn native_channels(&self) -> Option<usize> {
+        match self {
+            DataSource::Digits | DataSource::Idx { .. } => Some(1),
+            DataSource::Cifar10 { .. } | DataSource::Cifar100 { .. } => Some(3),
+            DataSource::Procedural { .. } | DataSource::Folder { .. } => None,
+        }
+    }
+
+    /// A short human description.
+    pub fn describe(&self) -> String {
+        match self {
+            DataSource::Procedural {
+                domain, background, ..
+            } => match background {
+                Background::Plain => format!("{domain:?}").to_lowercase(),
+                Background::Texture => format!("{domain:?} on texture").to_lowercase(),
+            },
+            DataSource::Digits => "UCI digits".into(),
+            DataSource::Idx { train_images, .. } => format!("IDX {}", train_images.display()),
+            DataSource::Cifar10 { dir, .. } => format!("CIFAR-10 {}", dir.display()),
+            DataSource::Cifar100 { dir, .. } => format!("CIFAR-100 {}", dir.display()),
+            DataSource::Folder { train, .. } => format!("folder {}", train.display()),
+        }
+    }
+}
+
+/// The optimizers an attacker (or the pre-training) may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OptimizerKind {
+    Sgd,
+    SgdMomentum,
+    Adam,
+    Adagrad,
+    Rmsprop,
+}
+
+impl OptimizerKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            OptimizerKind::Sgd => "sgd",
+            OptimizerKind::SgdMomentum => "sgd-momentum",
+            OptimizerKind::Adam => "adam",
+            OptimizerKind::Adagrad => "adagrad",
+            OptimizerKind::Rmsprop => "rmsprop",
+        }
+    }
+}
+
+/// An optimizer and its settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OptimizerConfig {
+    pub kind: OptimizerKind,
+    /// Learning rate.
+    pub lr: f64,
+    /// Momentum of `sgd-momentum` (default 0.9); ignored by the others.
+    #[serde(default = "default_momentum")]
+    pub momentum: f64,
+    /// L2 weight decay added to the gradient.
+    #[serde(default)]
+    pub weight_decay: f64,
+}
+
+fn default_momentum() -> f64 {
+    0.9
+}
+
+impl OptimizerConfig {
+    pub fn new(kind: OptimizerKind, lr: f64) -> Self {
+        Self {
+            kind,
+            lr,
+            momentum: default_momentum(),
+            weight_decay: 0.0,
+        }
+    }
+
+    fn validate(&self, field: &str) -> Result<(), ConfigError> {
+        positive(&format!("{field}.lr"), self.lr)?;
+        if !(0.0..1.0).contains(&self.momentum) {
+            return Err(invalid(format!("{field}.momentum"), "must be in [0, 1)"));
+        }
+        if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
+            return Err(invalid(format!("{field}.weight_decay"), "must be ≥ 0"));
+        }
+        Ok(())
+    }
+}
+
+/// Training the model on the original domain before anything else.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PretrainConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub optimizer: OptimizerConfig,
+    /// Start from this checkpoint (a `.bpk` written by an earlier run) instead of training.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<PathBuf>,
+}
+
+/// The three starting points of the attacker evaluation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Start {
+    /// The model under test (SOPHON-protected).
+    Protected,
+    /// The pre-trained, unprotected model.
+    Original,
+    /// A freshly initialised model.
+    Scratch,
+}
+
+impl Start {
+    pub fn name(self) -> &'static str {
+        match self {
+            Start::Protected => "protected",
+            Start::Original => "original",
+            Start::Scratch => "scratch",
+        }
+    }
+}
+
+impl fmt::Display for Start {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Which parameters the attacker fine-tunes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Layers {
+    /// every parameter, starting from the model as it is
+    All,
+    /// a freshly initialised classification head, then every parameter
+    ReinitHead,
+    /// the classification head only (the rest frozen)
+    HeadOnly,
+}
+
+/// One attacker fine-tuning strategy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttackStrategy {
+    pub name: String,
+    pub layers: Layers,
+    pub optimizer: OptimizerConfig,
+    pub batch_size: usize,
+    pub epochs: usize,
+}
+
+/// The attacker evaluation that measures (non-)fine-tunability.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvaluationConfig {
+    /// Starting points; by default protected, original and scratch (without SOPHON: original
+    /// and scratch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub starts: Option<Vec<Start>>,
+    pub strategies: Vec<AttackStrategy>,
+    /// Batch size for measuring test accuracy (no gradients).
+    #[serde(default = "default_eval_batch")]
+    pub batch_size: usize,
+}
+
+fn default_eval_batch() -> usize {
+    500
+}
+
+impl EvaluationConfig {
+    /// The starting points to evaluate, defaults resolved.
+    pub fn starts(&self, has_sophon: bool) -> Vec<Start> {
+        match &self.starts {
+            Some(s) => s.clone(),
+            None if has_sophon => vec![Start::Protected, Start::Original, Start::Scratch],
+            None => vec![Start::Original, Start::Scratch],
+        }
+    }
+}
+
+fn positive(field: &str, v: f64) -> Result<(), ConfigError> {
+    if v > 0.0 && v.is_finite() {
+        Ok(())
+    } else {
+        Err(invalid(field, format!("must be a positive number (got {v})")))
+    }
+}
+
+fn at_least(field: &str, v: usize, min: usize) -> Result<(), ConfigError> {
+    if v >= min {
+        Ok(())
+    } else {
+        Err(invalid(field, format!("must be at least {min} (got {v})")))
+    }
+}
+
+fn at_most(field: &str, v: usize, max: usize) -> Result<(), ConfigError> {
+    if v <= max {
+        Ok(())
+    } else {
+        Err(invalid(field, format!("must be at most {max} (got {v})")))
+    }
+}
+
+impl ExperimentConfig {
+    /// Read, override (`key=value` dotted paths) and validate a preset.
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml(&text, &path.display().to_string(), overrides)
+    }
+
+    /// Parse, override and validate TOML text; `origin` names it in errors.
+    pub fn from_toml(text: &str, origin: &str, overrides: &[String]) -> Result<Self, ConfigError> {
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| parse_error(origin, text, &e))?;
+        for assignment in overrides {
+            apply_override(&mut table, assignment)?;
+        }
+        let text = toml::to_string(&table).map_err(|e| ConfigError::Parse {
+            origin: origin.into(),
+            message: e.to_string(),
+        })?;
+        let config: Self = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            origin: origin.into(),
+            message: one_line(e.message()),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The full resolved config as TOML (what `config.toml` in a run folder holds).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("an experiment config always serialises")
+    }
+
+    /// Check ranges and contradictions; the error names the field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.name.trim().is_empty() || self.name.contains(['/', '\\']) {
+            return Err(invalid("name", "must be a non-empty name without path separators"));
+        }
+        let input = &self.input;
+        if input.channels != 1 && input.channels != 3 {
+            return Err(invalid("input.channels", format!("must be 1 or 3 (got {})", input.channels)));
+        }
+        at_least("input.size", input.size, 8)?;
+        at_most("input.size", input.size, 256)?;
+        if self.model.kind == ModelKind::Mlp {
+            if self.model.hidden.is_empty() || self.model.hidden.contains(&0) {
+                return Err(invalid("model.hidden", "needs at least one layer, each wider than 0"));
+            }
+        }
+        for (field, source) in [("original", &self.original), ("restricted", &self.restricted)] {
+            self.validate_source(field, source)?;
+        }
+        let p = &self.pretrain;
+        if p.load.is_none() {
+            at_least("pretrain.epochs", p.epochs, 1)?;
+        }
+        at_least("pretrain.batch_size", p.batch_size, 1)?;
+        p.optimizer.validate("pretrain.optimizer")?;
+        if let Some(s) = &self.sophon {
+            s.validate()?;
+        }
+        let e = &self.evaluation;
+        at_least("evaluation.batch_size", e.batch_size, 1)?;
+        let starts = e.starts(self.sophon.is_some());
+        if starts.is_empty() {
+            return Err(invalid("evaluation.starts", "needs at least one starting point"));
+        }
+        if starts.contains(&Start::Protected) && self.sophon.is_none() {
+            return Err(invalid(
+                "evaluation.starts",
+                "`protected` needs a [sophon] section (there is no protected model without SOPHON)",
+            ));
+        }
+        let mut names = HashSet::new();
+        for (i, s) in e.strategies.iter().enumerate() {
+            let f = format!("evaluation.strategies[{i}]");
+            if s.name.trim().is_empty() || !names.insert(s.name.as_str()) {
+                return Err(invalid(format!("{f}.name"), "must be non-empty and unique"));
+            }
+            at_least(&format!("{f}.epochs"), s.epochs, 1)?;
+            at_least(&format!("{f}.batch_size"), s.batch_size, 1)?;
+            s.optimizer.validate(&format!("{f}.optimizer"))?;
+        }
+        Ok(())
+    }
+
+    fn validate_source(&self, field: &str, source: &DataSource) -> Result<(), ConfigError> {
+        if let DataSource::Procedural { train, test, .. } = source {
+            at_least(&format!("{field}.train"), *train, 1)?;
+            at_least(&format!("{field}.test"), *test, 1)?;
+        }
+        for (name, limit) in [("train_limit", source.train_limit()), ("test_limit", source.test_limit())] {
+            if limit == Some(0) {
+                return Err(invalid(format!("{field}.{name}"), "must be at least 1"));
+            }
+        }
+        if let Some(native) = source.native_channels() {
+            if native != self.input.channels && !self.input.convert_channels {
+                return Err(invalid(
+                    format!("{field}.source"),
+                    format!(
+                        "{} has {native} channel(s) but input.channels = {}; set input.convert_channels = true to convert",
+                        source.describe(),
+                        self.input.channels
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A TOML syntax error as one line with its line and column.
+fn parse_error(origin: &str, text: &str, e: &toml::de::Error) -> ConfigError {
+    let place = e.span().map(|span| {
+        let before = &text[..span.start.min(text.len())];
+        let line = before.matches('\n').count() + 1;
+        let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        format!("line {line}, column {col}: ")
+    });
+    ConfigError::Parse {
+        origin: origin.into(),
+        message: format!("{}{}", place.unwrap_or_default(), one_line(e.message())),
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Apply `a.b.c=value` to a TOML table. The value is read as TOML (number, boolean, string in
+/// quotes, array, inline table) and otherwise taken as a bare string. Numeric segments index
+/// arrays (`evaluation.strategies.0.epochs=3`).
+pub fn apply_override(table: &mut toml::Table, assignment: &str) -> Result<(), ConfigError> {
+    let fail = |message: String| ConfigError::Override {
+        assignment: assignment.into(),
+        message,
+    };
+    let (key, raw) = assignment
+        .split_once('=')
+        .ok_or_else(|| fail("expected key=value".into()))?;
+    let path: Vec<&str> = key.trim().split('.').collect();
+    if path.iter().any(|s| s.is_empty()) {
+        return Err(fail("the key has an empty segment".into()));
+    }
+    let mut root = toml::Value::Table(std::mem::take(table));
+    let result = set_path(&mut root, &path, parse_value(raw.trim()));
+    if let toml::Value::Table(t) = root {
+        *table = t;
+    }
+    result.map_err(fail)
+}
+
+fn set_path(node: &mut toml::Value, path: &[&str], value: toml::Value) -> Result<(), String> {
+    let (seg, rest) = path.split_first().expect("paths are never empty");
+    let child = match node {
+        toml::Value::Table(t) => {
+            if rest.is_empty() {
+                t.insert(seg.to_string(), value);
+                return Ok(());
+            }
+            t.entry(seg.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+        }
+        toml::Value::Array(a) => {
+            let i: usize = seg
+                .parse()
+                .map_err(|_| format!("`{seg}` indexes a list: use a number"))?;
+            let len = a.len();
+            let slot = a
+                .get_mut(i)
+                .ok_or_else(|| format!("index {i} is past the list's {len} entries"))?;
+            if rest.is_empty() {
+                *slot = value;
+                return Ok(());
+            }
+            slot
+        }
+        _ => return Err(format!("`{seg}` is inside a value that is not a table")),
+    };
+    set_path(child, rest, value)
+}
+
+fn parse_value(raw: &str) -> toml::Value {
+    toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()))
+}

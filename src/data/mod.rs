@@ -1,0 +1,218 @@
+//! Image sets: procedural domains, the bundled UCI digits, IDX, CIFAR binary and image folders.
+//!
+//! Every source produces an [`ImageSet`] of `f32` pixels in `[0, 1]`, which [`ImageSet::conform`]
+//! resizes and converts to the model's input and [`batch`] turns into burn tensors.
+
+pub mod batch;
+pub mod cifar;
+pub mod digits;
+pub mod folder;
+pub mod idx;
+pub mod procedural;
+pub mod rng;
+pub mod transform;
+
+use std::path::{Path, PathBuf};
+
+use crate::config::{DataSource, InputConfig};
+
+/// An error while reading or preparing data. File errors always name the file.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("{}: {problem}", path.display())]
+    File { path: PathBuf, problem: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl DataError {
+    pub fn file(path: impl AsRef<Path>, problem: impl Into<String>) -> Self {
+        Self::File {
+            path: path.as_ref().to_path_buf(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// Which part of a data set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    Train,
+    Test,
+}
+
+impl Split {
+    pub fn key(self) -> u64 {
+        match self {
+            Split::Train => 1,
+            Split::Test => 2,
+        }
+    }
+}
+
+/// A labelled set of images, stored as `n × channels × height × width` floats in `[0, 1]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageSet {
+    pub name: String,
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+    pub classes: usize,
+    pub pixels: Vec<f32>,
+    pub labels: Vec<u32>,
+}
+
+impl ImageSet {
+    pub fn empty(name: &str, channels: usize, height: usize, width: usize, classes: usize) -> Self {
+        Self {
+            name: name.to_string(),
+            channels,
+            height,
+            width,
+            classes,
+            pixels: Vec::new(),
+            labels: Vec::new(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    pub fn image_len(&self) -> usize {
+        self.channels * self.height * self.width
+    }
+
+    pub fn image(&self, i: usize) -> &[f32] {
+        let n = self.image_len();
+        &self.pixels[i * n..(i + 1) * n]
+    }
+
+    pub fn push(&mut self, image: &[f32], label: u32) {
+        debug_assert_eq!(image.len(), self.image_len());
+        self.pixels.extend_from_slice(image);
+        self.labels.push(label);
+    }
+
+    /// Keep at most `n` images (the first ones).
+    pub fn truncate(&mut self, n: usize) {
+        if n < self.len() {
+            self.labels.truncate(n);
+            self.pixels.truncate(n * self.image_len());
+        }
+    }
+
+    /// Resize to `size × size` and convert to `channels`. Converting between grey and colour
+    /// needs `convert_channels`; otherwise it is an error that says how to allow it.
+    pub fn conform(
+        self,
+        channels: usize,
+        size: usize,
+        convert_channels: bool,
+    ) -> Result<Self, DataError> {
+        if self.channels != channels && !convert_channels {
+            return Err(DataError::Invalid(format!(
+                "{} has {} channel(s) but input.channels = {channels}; set input.convert_channels = true to convert",
+                self.name, self.channels
+            )));
+        }
+        Ok(transform::conform(self, channels, size))
+    }
+
+    /// How many images of each class.
+    pub fn class_counts(&self) -> Vec<usize> {
+        let mut counts = vec![0; self.classes];
+        for &l in &self.labels {
+            counts[l as usize] += 1;
+        }
+        counts
+    }
+}
+
+/// The train and test parts of one domain, conformed to the model's input.
+#[derive(Debug, Clone)]
+pub struct Domain {
+    pub train: ImageSet,
+    pub test: ImageSet,
+}
+
+impl Domain {
+    pub fn classes(&self) -> usize {
+        self.train.classes
+    }
+}
+
+/// Load both splits of a configured data source and conform them to the model's input.
+pub fn load_domain(data: &DataSource, input: &InputConfig, seed: u64) -> Result<Domain, DataError> {
+    let mut train = load_split(data, input, seed, Split::Train)?;
+    let mut test = load_split(data, input, seed, Split::Test)?;
+    if let Some(n) = data.train_limit() {
+        train.truncate(n);
+    }
+    if let Some(n) = data.test_limit() {
+        test.truncate(n);
+    }
+    for set in [&train, &test] {
+        if set.is_empty() {
+            return Err(DataError::Invalid(format!("{} has no images", set.name)));
+        }
+    }
+    let train = train.conform(input.channels, input.size, input.convert_channels)?;
+    let test = test.conform(input.channels, input.size, input.convert_channels)?;
+    if train.classes != test.classes {
+        return Err(DataError::Invalid(format!(
+            "{}: the train split has {} classes but the test split has {}",
+            train.name, train.classes, test.classes
+        )));
+    }
+    Ok(Domain { train, test })
+}
+
+fn load_split(
+    data: &DataSource,
+    input: &InputConfig,
+    seed: u64,
+    split: Split,
+) -> Result<ImageSet, DataError> {
+    let (limit, pick) = match split {
+        Split::Train => (data.train_limit(), 0),
+        Split::Test => (data.test_limit(), 1),
+    };
+    match data {
+        DataSource::Procedural {
+            domain,
+            background,
+            train,
+            test,
+        } => {
+            let spec = procedural::Spec {
+                domain: *domain,
+                background: *background,
+                size: input.size,
+                channels: input.channels,
+            };
+            Ok(procedural::generate(&spec, seed, split, [*train, *test][pick]))
+        }
+        DataSource::Digits => digits::load(split),
+        DataSource::Idx {
+            train_images,
+            train_labels,
+            test_images,
+            test_labels,
+            ..
+        } => {
+            let (images, labels) = [(train_images, train_labels), (test_images, test_labels)][pick];
+            idx::load_pair(images, labels, limit)
+        }
+        DataSource::Cifar10 { dir, .. } => cifar::load_cifar10(dir, split, limit),
+        DataSource::Cifar100 { dir, labels, .. } => cifar::load_cifar100(dir, split, *labels, limit),
+        DataSource::Folder { train, test, .. } => {
+            let root = [train, test][pick];
+            folder::load_sized(root, input.channels, input.size, input.convert_channels, limit)
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! SOPHON Workbench: non-fine-tunable learning (SOPHON, IEEE S&P 2024) on burn.
+//!
+//! Layers, each importing only those below it (see DESIGN.md): `run` (worker thread, backend,
+//! run folder) → `sophon` (pre-training, FTS/NTR, losses, attacker evaluation) → `model` and
+//! `data` → `config`.
+
+pub mod config;
+pub mod data;
+pub mod model;
+pub mod run;
+pub mod sophon;
+
+/// The built-in default experiment (also `presets/default.toml`).
+pub const DEFAULT_PRESET: &str = include_str!("../presets/default.toml");
+/// The small, fast experiment the tests use (also `presets/quick.toml`).
+pub const QUICK_PRESET: &str = include_str!("../presets/quick.toml");

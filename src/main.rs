@@ -1,0 +1,202 @@
+//! Command line: `run` executes a preset headless with a progress bar; with no arguments the
+//! built-in default experiment runs.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use sophon_workbench::config::ExperimentConfig;
+use sophon_workbench::run::{self, BackendChoice, Command, Event, OutDir, RunRequest};
+use sophon_workbench::sophon::experiment::Summary;
+
+#[derive(Parser)]
+#[command(version, about = "SOPHON Workbench: make pre-trained models non-fine-tunable, and measure it")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run an experiment headless: pre-train, (protect,) attack; write a run folder.
+    Run {
+        /// A preset TOML file (or a run folder's config.toml).
+        preset: PathBuf,
+        /// The run folder to write (default: runs/<name>-<UTC time>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// auto (wgpu on a GPU, else flex), wgpu, flex or ndarray.
+        #[arg(long, default_value = "auto", value_parser = parse_backend)]
+        backend: BackendChoice,
+        /// Override a preset field by its dotted path, e.g. --set pretrain.epochs=2
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
+    /// Continue a stopped run from its last checkpoint, in the same run folder.
+    Resume {
+        /// The run folder.
+        dir: PathBuf,
+        #[arg(long, default_value = "auto", value_parser = parse_backend)]
+        backend: BackendChoice,
+    },
+    /// Show the compute backends and what `auto` picks here.
+    Backends,
+}
+
+fn parse_backend(s: &str) -> Result<BackendChoice, String> {
+    s.parse()
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Cmd::Run {
+            preset,
+            out,
+            backend,
+            set,
+        }) => ExperimentConfig::load(&preset, &set)
+            .map_err(anyhow::Error::from)
+            .and_then(|config| run_headless(config, backend, out.map(OutDir::Exact), false)),
+        Some(Cmd::Resume { dir, backend }) => ExperimentConfig::load(&dir.join("config.toml"), &[])
+            .map_err(anyhow::Error::from)
+            .and_then(|config| run_headless(config, backend, Some(OutDir::Exact(dir)), true)),
+        Some(Cmd::Backends) => show_backends(),
+        None => {
+            // Until the window exists, the default experiment runs headless.
+            ExperimentConfig::from_toml(sophon_workbench::DEFAULT_PRESET, "built-in default preset", &[])
+                .map_err(anyhow::Error::from)
+                .and_then(|config| run_headless(config, BackendChoice::Auto, None, false))
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&format!("{e:#}")));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn show_backends() -> Result<()> {
+    match run::backend::probe_adapter() {
+        Some(a) => println!(
+            "wgpu adapter: {} ({}, {}){}",
+            a.name,
+            a.device_type,
+            a.api,
+            if a.is_software() { " — a software rasteriser" } else { "" }
+        ),
+        None => println!("wgpu adapter: none"),
+    }
+    let auto = run::backend::select(BackendChoice::Auto).map_err(anyhow::Error::msg)?;
+    println!("auto picks: {} ({})", auto.name, auto.reason);
+    Ok(())
+}
+
+fn run_headless(
+    config: ExperimentConfig,
+    backend: BackendChoice,
+    out: Option<OutDir>,
+    resume: bool,
+) -> Result<()> {
+    let out = out.unwrap_or_else(|| OutDir::In(PathBuf::from("runs")));
+    let worker = run::spawn(Box::new(|| {}));
+    worker
+        .commands
+        .send(Command::Start(Box::new(RunRequest {
+            config,
+            backend,
+            out,
+            resume,
+        })))
+        .context("the worker thread is gone")?;
+
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} {msg} (ETA {eta})")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    let mut dir = PathBuf::new();
+    for event in worker.events.iter() {
+        match event {
+            Event::Started {
+                dir: d,
+                backend,
+                adapter,
+                reason,
+                ..
+            } => {
+                bar.println(format!("run folder {}\nbackend {backend} on {adapter}: {reason}", d.display()));
+                dir = d;
+            }
+            Event::Phase { name, total_steps } => {
+                bar.set_prefix(name);
+                bar.set_length(total_steps as u64);
+                bar.set_position(0);
+                bar.reset_eta();
+            }
+            Event::Progress { step } => bar.set_position(step as u64),
+            Event::Metric(p) if p.series == "pretrain/loss" => bar.set_message(format!("loss {:.3}", p.value)),
+            Event::Metric(p) if p.series == "sophon/original_acc" => {
+                bar.set_message(format!("intactness {:.3}", p.value))
+            }
+            Event::Metric(_) => {}
+            Event::Log(line) => bar.println(line),
+            Event::Paused | Event::Resumed => {}
+            Event::Finished(summary) => {
+                bar.finish_and_clear();
+                print_summary(&summary);
+                println!("wrote {}", dir.display());
+                return Ok(());
+            }
+            Event::Stopped(_) => {
+                bar.finish_and_clear();
+                bail!("the run was stopped; partial results in {}", dir.display());
+            }
+            Event::Failed(e) => {
+                bar.finish_and_clear();
+                bail!(e);
+            }
+        }
+    }
+    bail!("the worker thread ended without a result")
+}
+
+fn print_summary(s: &Summary) {
+    if let Some(p) = &s.pretrain {
+        println!(
+            "pre-trained: original accuracy {:.3}, restricted accuracy before fine-tuning {:.3}",
+            p.original_acc, p.restricted_acc
+        );
+    }
+    if let Some(p) = &s.sophon {
+        println!(
+            "protected ({} outer iterations): original accuracy {:.3}, restricted accuracy before fine-tuning {:.3}, last probe {:.3}{}",
+            p.iterations,
+            p.original_acc,
+            p.restricted_acc,
+            p.probe_restricted_acc,
+            if p.guard_triggered { " (stopped by the intactness guard)" } else { "" }
+        );
+    }
+    for a in &s.attack {
+        let curve: Vec<String> = a.restricted_acc.iter().map(|v| format!("{v:.2}")).collect();
+        println!(
+            "attack {:<14} from {:<9}: final {:.3}, mean {:.3}  [{}]",
+            a.strategy,
+            a.start.name(),
+            a.final_restricted_acc,
+            a.mean_restricted_acc,
+            curve.join(" ")
+        );
+    }
+}

@@ -1,0 +1,291 @@
+//! The run folder: `config.toml`, `environment.json`, `metrics.jsonl` (appended and flushed),
+//! `summary.json` (written atomically), `checkpoints/*.bpk`.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use burn::module::Module;
+use serde::{Deserialize, Serialize};
+
+use crate::config::ExperimentConfig;
+use crate::model::Classifier;
+use crate::sophon::ResumeFrom;
+use crate::sophon::experiment::Summary;
+use crate::sophon::protect::{self, Checkpoint, Progress};
+
+/// `checkpoints/sophon-state.json`: the last complete SOPHON checkpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SophonState {
+    /// The folder under `checkpoints/` holding model.bpk, fts-optim.bpk and ntr-optim.bpk.
+    dir: String,
+    progress: Progress,
+}
+
+/// One point of a metric series, as a line of `metrics.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricPoint {
+    pub series: String,
+    pub step: usize,
+    pub value: f64,
+}
+
+/// What ran where: `environment.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Environment {
+    pub crate_version: String,
+    pub backend: String,
+    pub adapter: Option<String>,
+    pub adapter_type: Option<String>,
+    pub software_adapter: bool,
+    pub backend_reason: String,
+    pub os: String,
+    pub threads: usize,
+}
+
+/// Write `bytes` to `path` via a temporary sibling and a rename, so readers never see half a file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension("tmp~");
+    {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, path)
+}
+
+/// An open run folder.
+#[derive(Debug)]
+pub struct RunFolder {
+    pub dir: PathBuf,
+    metrics: File,
+}
+
+impl RunFolder {
+    /// A new folder `base/<name>-<UTC date-time>` (with a suffix if that exists).
+    pub fn create_in(base: &Path, name: &str) -> io::Result<Self> {
+        let stamp = utc_stamp(SystemTime::now());
+        let mut dir = base.join(format!("{name}-{stamp}"));
+        let mut n = 1;
+        while dir.exists() {
+            n += 1;
+            dir = base.join(format!("{name}-{stamp}-{n}"));
+        }
+        Self::create_at(&dir)
+    }
+
+    /// Use `dir` as the run folder. Refuses a folder that already holds a run, so nothing
+    /// written before is lost.
+    pub fn create_at(dir: &Path) -> io::Result<Self> {
+        if dir.join("metrics.jsonl").exists() || dir.join("summary.json").exists() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} already holds a run; choose another --out", dir.display()),
+            ));
+        }
+        fs::create_dir_all(dir.join("checkpoints"))?;
+        let metrics = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("metrics.jsonl"))?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            metrics,
+        })
+    }
+
+    /// Reopen a run folder to resume it. Metric points the resumed run will produce again (SOPHON
+    /// points after the last checkpoint, and the attack evaluation) are dropped from
+    /// `metrics.jsonl` first, so the file reads as one uninterrupted run.
+    pub fn reopen(dir: &Path) -> io::Result<Self> {
+        if !dir.join("config.toml").exists() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{} is not a run folder (no config.toml)", dir.display()),
+            ));
+        }
+        let done = read_state(dir)?.map_or(0, |s| s.progress.iteration);
+        let kept: Vec<MetricPoint> = read_metrics(dir)?
+            .into_iter()
+            .filter(|m| {
+                m.series.starts_with("pretrain/") || (m.series.starts_with("sophon/") && m.step <= done)
+            })
+            .collect();
+        let mut text = String::new();
+        for m in &kept {
+            text.push_str(&serde_json::to_string(m).map_err(io::Error::other)?);
+            text.push('\n');
+        }
+        write_atomic(&dir.join("metrics.jsonl"), text.as_bytes())?;
+        let metrics = OpenOptions::new().append(true).open(dir.join("metrics.jsonl"))?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            metrics,
+        })
+    }
+
+    pub fn write_config(&self, config: &ExperimentConfig) -> io::Result<()> {
+        write_atomic(&self.dir.join("config.toml"), config.to_toml().as_bytes())
+    }
+
+    pub fn write_environment(&self, env: &Environment) -> io::Result<()> {
+        write_json(&self.dir.join("environment.json"), env)
+    }
+
+    pub fn write_summary(&self, summary: &Summary) -> io::Result<()> {
+        write_json(&self.dir.join("summary.json"), summary)
+    }
+
+    /// Append one metric point and flush it to disk.
+    pub fn append_metric(&mut self, point: &MetricPoint) -> io::Result<()> {
+        let mut line = serde_json::to_string(point).map_err(io::Error::other)?;
+        line.push('\n');
+        self.metrics.write_all(line.as_bytes())?;
+        self.metrics.flush()
+    }
+
+    pub fn checkpoint_path(&self, name: &str) -> PathBuf {
+        self.dir.join("checkpoints").join(format!("{name}.bpk"))
+    }
+
+    /// Save a model with burn's recorder (burnpack, written atomically by burn).
+    pub fn save_model(&self, name: &str, model: &Classifier) -> Result<PathBuf, String> {
+        let path = self.checkpoint_path(name);
+        model
+            .clone()
+            .save_file(&path)
+            .map_err(|e| format!("{}: cannot save checkpoint: {e}", path.display()))?;
+        Ok(path)
+    }
+}
+
+impl RunFolder {
+    /// Save a resumable SOPHON checkpoint: the files go to a new folder, then
+    /// `sophon-state.json` is replaced atomically to point at it, then older folders go.
+    pub fn save_checkpoint(&self, ck: &Checkpoint<'_>) -> Result<(), String> {
+        let name = format!("sophon-{:06}", ck.progress.iteration);
+        let base = self.dir.join("checkpoints");
+        let dir = base.join(&name);
+        let fail = |what: &str, e: &dyn std::fmt::Display| format!("{}: cannot save {what}: {e}", dir.display());
+        fs::create_dir_all(&dir).map_err(|e| fail("checkpoint", &e))?;
+        ck.model.clone().save_file(dir.join("model.bpk")).map_err(|e| fail("model", &e))?;
+        ck.fts_optim.save(dir.join("fts-optim.bpk")).map_err(|e| fail("FTS optimizer", &e))?;
+        ck.ntr_optim.save(dir.join("ntr-optim.bpk")).map_err(|e| fail("NTR optimizer", &e))?;
+        let state = SophonState {
+            dir: name.clone(),
+            progress: ck.progress.clone(),
+        };
+        write_json(&base.join("sophon-state.json"), &state).map_err(|e| fail("state", &e))?;
+        for entry in fs::read_dir(&base).map_err(|e| fail("checkpoint", &e))?.flatten() {
+            let n = entry.file_name().to_string_lossy().into_owned();
+            if n.starts_with("sophon-") && n != name && entry.path().is_dir() {
+                let _ = fs::remove_dir_all(entry.path());
+            }
+        }
+        Ok(())
+    }
+
+    /// The pre-trained model and the last SOPHON checkpoint, loaded into copies of `skeleton`.
+    /// `None` when nothing was pre-trained yet (the run starts over).
+    pub fn load_resume(&self, skeleton: &Classifier) -> Result<Option<ResumeFrom>, String> {
+        let pretrained_path = self.checkpoint_path("pretrained");
+        if !pretrained_path.exists() {
+            return Ok(None);
+        }
+        let load = |path: &Path| {
+            skeleton
+                .detached_copy()
+                .try_load_file(path)
+                .map_err(|e| format!("{}: cannot load: {e}", path.display()))
+        };
+        let pretrained = load(&pretrained_path)?;
+        let state = read_state(&self.dir).map_err(|e| e.to_string())?;
+        let sophon = match state {
+            None => None,
+            Some(state) => {
+                let dir = self.dir.join("checkpoints").join(&state.dir);
+                let (fts, ntr) = protect::optimizers();
+                let optim = |o: burn::optim::ModuleOptimizer, f: &str| {
+                    let path = dir.join(f);
+                    o.load(&path).map_err(|e| format!("{}: cannot load: {e}", path.display()))
+                };
+                Some(protect::Resume {
+                    model: load(&dir.join("model.bpk"))?,
+                    fts_optim: optim(fts, "fts-optim.bpk")?,
+                    ntr_optim: optim(ntr, "ntr-optim.bpk")?,
+                    progress: state.progress,
+                })
+            }
+        };
+        Ok(Some(ResumeFrom { pretrained, sophon }))
+    }
+}
+
+fn read_state(dir: &Path) -> io::Result<Option<SophonState>> {
+    let path = dir.join("checkpoints").join("sophon-state.json");
+    match fs::read_to_string(&path) {
+        Ok(text) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", path.display()))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn write_json<T: Serialize>(path: &Path, value: &T) -> io::Result<()> {
+    let mut text = serde_json::to_string_pretty(value).map_err(io::Error::other)?;
+    text.push('\n');
+    write_atomic(path, text.as_bytes())
+}
+
+/// Read every metric point of a run folder; a torn last line (a killed run) is skipped.
+pub fn read_metrics(dir: &Path) -> io::Result<Vec<MetricPoint>> {
+    let text = fs::read_to_string(dir.join("metrics.jsonl"))?;
+    Ok(text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect())
+}
+
+/// Read `summary.json` of a run folder.
+pub fn read_summary(dir: &Path) -> io::Result<Summary> {
+    let path = dir.join("summary.json");
+    let text = fs::read_to_string(&path)?;
+    serde_json::from_str(&text)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", path.display())))
+}
+
+/// `YYYYMMDD-HHMMSS` in UTC.
+fn utc_stamp(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_stamp_formats_known_dates() {
+        let t = UNIX_EPOCH + std::time::Duration::from_secs(1_795_824_000 + 3661);
+        assert_eq!(utc_stamp(t), "20261128-010101");
+        assert_eq!(utc_stamp(UNIX_EPOCH), "19700101-000000");
+    }
+}

@@ -1,0 +1,311 @@
+//! The worker thread. It waits for `Start`, runs the experiment, and between every training
+//! step drains the command channel: `Pause` blocks until `Resume`/`Step`/`Stop`, `Stop` ends the
+//! run cleanly (the summary is written with status `stopped`).
+
+use std::path::PathBuf;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, Sender, TryRecvError, unbounded};
+
+use super::backend::{self, Backend, BackendChoice};
+use super::folder::{Environment, MetricPoint, RunFolder};
+use crate::config::ExperimentConfig;
+use crate::model::Classifier;
+use crate::sophon::experiment::{self, EngineError, Summary};
+use crate::sophon::protect::Checkpoint;
+use crate::sophon::{Devices, Interrupted, LiveUpdate, Monitor, ResumeFrom};
+
+/// Where the run folder goes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OutDir {
+    /// A new timestamped folder inside this one.
+    In(PathBuf),
+    /// Exactly this folder (must not already hold a run).
+    Exact(PathBuf),
+}
+
+/// Everything needed to start a run.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    pub config: ExperimentConfig,
+    pub backend: BackendChoice,
+    pub out: OutDir,
+    /// Continue the run in `out` (an `OutDir::Exact` run folder) from its last checkpoint.
+    pub resume: bool,
+}
+
+/// Messages to the worker.
+#[derive(Debug, Clone)]
+pub enum Command {
+    Start(Box<RunRequest>),
+    Pause,
+    Resume,
+    /// While paused: run one step (in SOPHON, one outer iteration), then pause again.
+    Step,
+    Stop,
+    /// Change a setting live; it applies from the next outer iteration.
+    Update(LiveUpdate),
+}
+
+/// Messages from the worker.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Started {
+        dir: PathBuf,
+        backend: String,
+        adapter: String,
+        software_adapter: bool,
+        reason: String,
+    },
+    Phase {
+        name: String,
+        total_steps: usize,
+    },
+    Progress {
+        step: usize,
+    },
+    Metric(MetricPoint),
+    Log(String),
+    Paused,
+    Resumed,
+    Finished(Box<Summary>),
+    Stopped(Box<Summary>),
+    Failed(String),
+}
+
+impl Event {
+    /// True for the last event of a run.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, Event::Finished(_) | Event::Stopped(_) | Event::Failed(_))
+    }
+}
+
+/// The GUI's or CLI's end of a worker.
+pub struct WorkerHandle {
+    pub commands: Sender<Command>,
+    pub events: Receiver<Event>,
+    pub thread: JoinHandle<()>,
+}
+
+/// Start a worker thread. `notify` is called after each event is sent (the window asks for a
+/// repaint there); it must not block.
+pub fn spawn(notify: Box<dyn Fn() + Send>) -> WorkerHandle {
+    let (cmd_tx, cmd_rx) = unbounded();
+    let (ev_tx, ev_rx) = unbounded();
+    let thread = std::thread::Builder::new()
+        .name("sophon-worker".into())
+        .spawn(move || worker_loop(cmd_rx, ev_tx, notify))
+        .expect("the OS can start a thread");
+    WorkerHandle {
+        commands: cmd_tx,
+        events: ev_rx,
+        thread,
+    }
+}
+
+fn worker_loop(commands: Receiver<Command>, events: Sender<Event>, notify: Box<dyn Fn() + Send>) {
+    let emit = |e: Event| {
+        let _ = events.send(e);
+        notify();
+    };
+    while let Ok(cmd) = commands.recv() {
+        if let Command::Start(request) = cmd {
+            let last = execute(*request, &commands, &emit);
+            emit(last);
+        }
+        // Pause/Resume/Step/Stop while idle mean nothing.
+    }
+}
+
+/// Run one request to its end and return its terminal event.
+fn execute(request: RunRequest, commands: &Receiver<Command>, emit: &dyn Fn(Event)) -> Event {
+    let backend = match backend::select(request.backend) {
+        Ok(b) => b,
+        Err(e) => return Event::Failed(e),
+    };
+    let mut summary = Summary::default();
+    let folder = match (&request.out, request.resume) {
+        (OutDir::Exact(dir), true) => {
+            if let Ok(previous) = super::folder::read_summary(dir) {
+                summary = previous;
+            }
+            RunFolder::reopen(dir)
+        }
+        (OutDir::In(_), true) => return Event::Failed("resuming needs the run folder itself".into()),
+        (OutDir::In(base), false) => RunFolder::create_in(base, &request.config.name),
+        (OutDir::Exact(dir), false) => RunFolder::create_at(dir),
+    };
+    let folder = match folder {
+        Ok(f) => f,
+        Err(e) => return Event::Failed(format!("cannot create the run folder: {e}")),
+    };
+    if let Err(e) = folder
+        .write_config(&request.config)
+        .and_then(|()| folder.write_environment(&environment(&backend)))
+    {
+        return Event::Failed(format!("{}: cannot write: {e}", folder.dir.display()));
+    }
+    emit(Event::Started {
+        dir: folder.dir.clone(),
+        backend: backend.name.into(),
+        adapter: backend.adapter_label(),
+        software_adapter: backend.is_software_adapter(),
+        reason: backend.reason.clone(),
+    });
+
+    let devices = Devices::new(backend.device.clone());
+    let mut monitor = ChannelMonitor {
+        commands,
+        emit,
+        folder,
+        paused: false,
+        write_error: None,
+        updates: Vec::new(),
+        resume: request.resume,
+    };
+    let result = experiment::run(&request.config, &devices, &mut monitor, &mut summary);
+    let folder = monitor.folder;
+    let terminal = match result {
+        Ok(()) => Event::Finished(Box::new(summary.clone())),
+        Err(EngineError::Interrupted(_)) => {
+            summary.status = "stopped".into();
+            Event::Stopped(Box::new(summary.clone()))
+        }
+        Err(e) => {
+            summary.status = "failed".into();
+            let _ = folder.write_summary(&summary);
+            return Event::Failed(e.to_string());
+        }
+    };
+    if let Some(e) = monitor.write_error {
+        return Event::Failed(e);
+    }
+    match folder.write_summary(&summary) {
+        Ok(()) => terminal,
+        Err(e) => Event::Failed(format!("{}: cannot write summary.json: {e}", folder.dir.display())),
+    }
+}
+
+fn environment(backend: &Backend) -> Environment {
+    Environment {
+        crate_version: env!("CARGO_PKG_VERSION").into(),
+        backend: backend.name.into(),
+        adapter: backend.adapter.as_ref().map(|a| a.name.clone()),
+        adapter_type: backend.adapter.as_ref().map(|a| a.device_type.clone()),
+        software_adapter: backend.is_software_adapter(),
+        backend_reason: backend.reason.clone(),
+        os: std::env::consts::OS.into(),
+        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+    }
+}
+
+/// The engine's [`Monitor`] on the worker thread: metrics go to the run folder and the event
+/// channel; commands are polled at every step.
+struct ChannelMonitor<'a> {
+    commands: &'a Receiver<Command>,
+    emit: &'a dyn Fn(Event),
+    folder: RunFolder,
+    paused: bool,
+    write_error: Option<String>,
+    updates: Vec<LiveUpdate>,
+    resume: bool,
+}
+
+impl ChannelMonitor<'_> {
+    /// Apply one command; `Ok(true)` when it lets one step run. Pausing takes effect (and
+    /// `Paused` is sent) at the next step boundary.
+    fn handle(&mut self, cmd: Command) -> Result<bool, Interrupted> {
+        match cmd {
+            Command::Stop => return Err(Interrupted),
+            Command::Pause => self.paused = true,
+            Command::Resume => self.paused = false,
+            Command::Step => return Ok(true),
+            Command::Update(u) => self.updates.push(u),
+            // A second Start while running is ignored: one run at a time.
+            Command::Start(_) => {}
+        }
+        Ok(false)
+    }
+}
+
+impl Monitor for ChannelMonitor<'_> {
+    fn phase(&mut self, name: &str, total_steps: usize) {
+        (self.emit)(Event::Phase {
+            name: name.into(),
+            total_steps,
+        });
+    }
+
+    fn step(&mut self, step: usize) -> Result<(), Interrupted> {
+        (self.emit)(Event::Progress { step });
+        // A disconnected channel means nobody can ever resume or stop us: finish as stopped.
+        self.poll()?;
+        if !self.paused {
+            return Ok(());
+        }
+        (self.emit)(Event::Paused);
+        while self.paused {
+            match self.commands.recv() {
+                Ok(cmd) => {
+                    if self.handle(cmd)? {
+                        return Ok(()); // one step, then paused again at the next boundary
+                    }
+                }
+                Err(_) => return Err(Interrupted),
+            }
+        }
+        (self.emit)(Event::Resumed);
+        Ok(())
+    }
+
+    fn poll(&mut self) -> Result<(), Interrupted> {
+        loop {
+            match self.commands.try_recv() {
+                Ok(cmd) => {
+                    self.handle(cmd)?;
+                }
+                Err(TryRecvError::Empty) => return Ok(()),
+                Err(TryRecvError::Disconnected) => return Err(Interrupted),
+            }
+        }
+    }
+
+    fn take_updates(&mut self) -> Vec<LiveUpdate> {
+        std::mem::take(&mut self.updates)
+    }
+
+    fn metric(&mut self, series: &str, step: usize, value: f64) {
+        let point = MetricPoint {
+            series: series.into(),
+            step,
+            value,
+        };
+        if let Err(e) = self.folder.append_metric(&point) {
+            self.write_error
+                .get_or_insert_with(|| format!("{}: cannot append metrics: {e}", self.folder.dir.display()));
+        }
+        (self.emit)(Event::Metric(point));
+    }
+
+    fn log(&mut self, message: &str) {
+        (self.emit)(Event::Log(message.into()));
+    }
+
+    fn save_model(&mut self, name: &str, model: &Classifier) -> Result<(), String> {
+        let path = self.folder.save_model(name, model)?;
+        (self.emit)(Event::Log(format!("saved {}", path.display())));
+        Ok(())
+    }
+
+    fn save_checkpoint(&mut self, checkpoint: &Checkpoint<'_>) -> Result<(), String> {
+        self.folder.save_checkpoint(checkpoint)
+    }
+
+    fn resume_state(&mut self, skeleton: &Classifier) -> Result<Option<ResumeFrom>, String> {
+        if self.resume {
+            self.folder.load_resume(skeleton)
+        } else {
+            Ok(None)
+        }
+    }
+}

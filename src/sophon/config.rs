@@ -1,0 +1,194 @@
+//! The `[sophon]` section of a preset: every knob of SOPHON.md.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{ConfigError, OptimizerConfig, OptimizerKind};
+
+/// The suppression loss L_α minimised on the query part of each simulated fine-tuning step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SuppressionLoss {
+    /// Inverse cross-entropy, paper form: −log(1 − p_y).
+    Ice,
+    /// Inverse cross-entropy, reference-code form: CE(1 − z, y) = −log softmax(−z)_y.
+    IceReference,
+    /// KL from uniform: KL(U‖p) = −(1/C) Σ_j log(C·p_j); needs no labels.
+    Klu,
+    /// Plain cross-entropy ascent (−CE). A labelled baseline: it diverges.
+    CeAscent,
+}
+
+impl SuppressionLoss {
+    pub fn name(self) -> &'static str {
+        match self {
+            SuppressionLoss::Ice => "ice",
+            SuppressionLoss::IceReference => "ice-reference",
+            SuppressionLoss::Klu => "klu",
+            SuppressionLoss::CeAscent => "ce-ascent",
+        }
+    }
+}
+
+/// Which parameters a simulated attacker moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SimLayers {
+    #[default]
+    All,
+    HeadOnly,
+}
+
+/// One simulated fine-tuning environment φ_i.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Environment {
+    /// Inner optimizer: sgd, sgd-momentum or adam.
+    pub optimizer: OptimizerConfig,
+    /// Restricted-domain batch per inner step (support + query).
+    pub batch_size: usize,
+    /// How many images of each batch form the query part.
+    pub query_size: usize,
+    /// Re-initialise the head (Xavier, zero bias) before the simulated fine-tuning.
+    #[serde(default)]
+    pub reinit_head: bool,
+    #[serde(default)]
+    pub layers: SimLayers,
+}
+
+impl Environment {
+    /// The reference environment: plain SGD lr 1e-4, 150 = 130 support + 20 query.
+    pub fn reference() -> Self {
+        Self {
+            optimizer: OptimizerConfig::new(OptimizerKind::Sgd, 1e-4),
+            batch_size: 150,
+            query_size: 20,
+            reinit_head: true,
+            layers: SimLayers::All,
+        }
+    }
+}
+
+/// The cheap non-fine-tunability probe run at each evaluation: fine-tune a copy briefly on the
+/// restricted domain and measure its restricted test accuracy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeConfig {
+    pub optimizer: OptimizerConfig,
+    pub steps: usize,
+    pub batch_size: usize,
+}
+
+/// The intactness guard: after an outer iteration whose original-domain accuracy fell below
+/// `min_original_acc`, roll back to the start of that iteration and stop.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuardConfig {
+    pub min_original_acc: f64,
+}
+
+/// SOPHON's loops and knobs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SophonConfig {
+    /// Outer iterations, each ℓ_FTS FTS steps then ℓ_NTR NTR steps.
+    pub outer_iterations: usize,
+    /// ℓ_FTS: fine-tuning-suppression steps per outer iteration (0 switches FTS off).
+    pub fts_loops: usize,
+    /// ℓ_NTR: normal-training steps per outer iteration.
+    pub ntr_loops: usize,
+    /// α: learning rate of the FTS Adam optimizer.
+    pub alpha: f64,
+    /// β: learning rate of the NTR Adam optimizer.
+    pub beta: f64,
+    /// K: simulated fine-tuning steps per environment.
+    pub inner_steps: usize,
+    pub loss: SuppressionLoss,
+    /// L2 clip of the accumulated FTS gradient (0 disables).
+    #[serde(default = "default_clip")]
+    pub clip: f64,
+    /// The simulated attackers (N ≥ 1).
+    pub environments: Vec<Environment>,
+    /// Original-domain batch of each NTR step.
+    pub ntr_batch_size: usize,
+    /// Evaluate intactness and the probe every this many outer iterations.
+    pub eval_every: usize,
+    pub probe: ProbeConfig,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guard: Option<GuardConfig>,
+    /// Write a resumable checkpoint every this many outer iterations (0: only at the end).
+    #[serde(default)]
+    pub checkpoint_every: usize,
+}
+
+fn default_clip() -> f64 {
+    0.5
+}
+
+fn invalid(field: String, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field,
+        message: message.into(),
+    }
+}
+
+impl SophonConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let f = |name: &str| format!("sophon.{name}");
+        if self.outer_iterations == 0 {
+            return Err(invalid(f("outer_iterations"), "must be at least 1"));
+        }
+        if self.fts_loops + self.ntr_loops == 0 {
+            return Err(invalid(f("fts_loops"), "fts_loops and ntr_loops cannot both be 0"));
+        }
+        for (name, v) in [("alpha", self.alpha), ("beta", self.beta)] {
+            if !(v > 0.0 && v.is_finite()) {
+                return Err(invalid(f(name), format!("must be a positive number (got {v})")));
+            }
+        }
+        if !(self.clip >= 0.0 && self.clip.is_finite()) {
+            return Err(invalid(f("clip"), "must be ≥ 0"));
+        }
+        if self.inner_steps == 0 {
+            return Err(invalid(f("inner_steps"), "must be at least 1"));
+        }
+        if self.environments.is_empty() {
+            return Err(invalid(f("environments"), "needs at least one simulated environment"));
+        }
+        for (i, env) in self.environments.iter().enumerate() {
+            let e = format!("sophon.environments[{i}]");
+            if !matches!(
+                env.optimizer.kind,
+                OptimizerKind::Sgd | OptimizerKind::SgdMomentum | OptimizerKind::Adam
+            ) {
+                return Err(invalid(
+                    format!("{e}.optimizer.kind"),
+                    "simulated attackers use sgd, sgd-momentum or adam",
+                ));
+            }
+            if !(env.optimizer.lr > 0.0 && env.optimizer.lr.is_finite()) {
+                return Err(invalid(format!("{e}.optimizer.lr"), "must be a positive number"));
+            }
+            if env.query_size == 0 || env.query_size >= env.batch_size {
+                return Err(invalid(
+                    format!("{e}.query_size"),
+                    format!("must be between 1 and batch_size - 1 ({})", env.batch_size.saturating_sub(1)),
+                ));
+            }
+        }
+        if self.ntr_batch_size == 0 {
+            return Err(invalid(f("ntr_batch_size"), "must be at least 1"));
+        }
+        if self.eval_every == 0 {
+            return Err(invalid(f("eval_every"), "must be at least 1"));
+        }
+        if self.probe.steps == 0 || self.probe.batch_size == 0 {
+            return Err(invalid(f("probe.steps"), "probe steps and batch_size must be at least 1"));
+        }
+        if let Some(g) = &self.guard {
+            if !(0.0..=1.0).contains(&g.min_original_acc) {
+                return Err(invalid(f("guard.min_original_acc"), "must be a fraction in [0, 1]"));
+            }
+        }
+        Ok(())
+    }
+}

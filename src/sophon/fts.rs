@@ -1,0 +1,179 @@
+//! Fine-tuning suppression: simulated attacker fine-tuning with first-order MAML.
+//!
+//! For each environment a detached copy of the model (own parameters, own normalisation
+//! statistics, the same parameter ids) takes K attacker steps on restricted-domain support
+//! batches; after each step the suppression loss on the query part is differentiated at the
+//! adapted point and added to an accumulator keyed by parameter id. Each graph is dropped after
+//! its backward pass, so memory does not grow with K. The accumulated gradient is clipped and
+//! applied to the real model with the FTS optimizer.
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::tensor::Tensor;
+
+use super::config::{SimLayers, SophonConfig};
+use super::losses::suppression;
+use super::train::cross_entropy;
+use super::{Devices, Interrupted, Monitor};
+use crate::data::batch;
+use crate::data::rng::Rng;
+use crate::data::ImageSet;
+use crate::model::Classifier;
+
+/// `size` distinct random indices of `0..len` (with repeats only when `size > len`).
+pub fn sample_batch(len: usize, size: usize, rng: &mut Rng) -> Vec<usize> {
+    let mut out = Vec::with_capacity(size);
+    while out.len() < size {
+        let mut pool: Vec<usize> = (0..len).collect();
+        let take = (size - out.len()).min(len);
+        for i in 0..take {
+            let j = i + rng.below(len - i);
+            pool.swap(i, j);
+        }
+        out.extend_from_slice(&pool[..take]);
+    }
+    out
+}
+
+/// Adds a weighted copy of `new`'s gradients into `acc`, for the parameters of the visited model.
+struct Accumulate<'a> {
+    new: &'a mut GradientsParams,
+    acc: &'a mut GradientsParams,
+    weight: f64,
+}
+
+impl ModuleVisitor for Accumulate<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if let Some(g) = self.new.remove::<D>(param.id) {
+            let g = g.mul_scalar(self.weight);
+            let sum = match self.acc.remove::<D>(param.id) {
+                Some(a) => a + g,
+                None => g,
+            };
+            self.acc.register(param.id, sum);
+        }
+    }
+}
+
+/// Σ‖g‖² over the visited model's parameters.
+struct SquaredNorm<'a> {
+    grads: &'a GradientsParams,
+    total: Option<Tensor<1>>,
+}
+
+impl ModuleVisitor for SquaredNorm<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if let Some(g) = self.grads.get::<D>(param.id) {
+            let s = g.powi_scalar(2).sum();
+            self.total = Some(match self.total.take() {
+                Some(t) => t + s,
+                None => s,
+            });
+        }
+    }
+}
+
+/// Multiplies every gradient of the visited model's parameters by `factor`.
+struct Scale<'a> {
+    grads: &'a mut GradientsParams,
+    factor: f64,
+}
+
+impl ModuleVisitor for Scale<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if let Some(g) = self.grads.remove::<D>(param.id) {
+            self.grads.register(param.id, g.mul_scalar(self.factor));
+        }
+    }
+}
+
+/// The L2 norm of `grads` over `model`'s parameters.
+pub fn grad_norm(model: &Classifier, grads: &GradientsParams) -> f64 {
+    let mut v = SquaredNorm { grads, total: None };
+    model.visit(&mut v);
+    v.total.map_or(0.0, |t| (t.into_scalar::<f32>() as f64).sqrt())
+}
+
+/// The outcome of one FTS step.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FtsStats {
+    /// Mean suppression loss over all query evaluations.
+    pub loss: f64,
+    /// L2 norm of the accumulated gradient before clipping.
+    pub grad_norm: f64,
+}
+
+/// The accumulated first-order MAML gradient of one FTS step (not yet clipped or applied). The
+/// real model, its parameters and its normalisation statistics are left untouched.
+pub fn fts_gradient(
+    model: &Classifier,
+    config: &SophonConfig,
+    restricted: &ImageSet,
+    rng: &mut Rng,
+    devices: &Devices,
+    monitor: &mut dyn Monitor,
+) -> Result<(GradientsParams, f64), Interrupted> {
+    let device = &devices.train;
+    let mut acc = GradientsParams::new();
+    let weight = 1.0 / (config.environments.len() * config.inner_steps) as f64;
+    let mut loss_sum = 0.0;
+    for env in &config.environments {
+        let mut fast = model.detached_copy();
+        if env.reinit_head {
+            fast = fast.reinit_head(device);
+        }
+        if env.layers == SimLayers::HeadOnly {
+            fast = fast.train_head_only();
+        }
+        let mut inner = super::optim::build(&env.optimizer);
+        let support = env.batch_size - env.query_size;
+        for _ in 0..config.inner_steps {
+            let idx = sample_batch(restricted.len(), env.batch_size, rng);
+            let (s_idx, q_idx) = idx.split_at(support);
+            // One attacker step on the support part.
+            let x = batch::images(restricted, s_idx, device);
+            let y = batch::labels(restricted, s_idx, device);
+            let loss = cross_entropy(fast.forward(x), y);
+            let grads = GradientsParams::from_grads(loss.backward(), &fast);
+            fast = inner.step(env.optimizer.lr, fast, grads);
+            // The suppression loss on the query part at the adapted point.
+            let x = batch::images(restricted, q_idx, device);
+            let y = batch::labels(restricted, q_idx, device);
+            let lq = suppression(config.loss, fast.forward(x), y);
+            loss_sum += lq.clone().into_scalar::<f32>() as f64;
+            let mut g = GradientsParams::from_grads(lq.backward(), &fast);
+            model.visit(&mut Accumulate {
+                new: &mut g,
+                acc: &mut acc,
+                weight,
+            });
+            monitor.poll()?;
+        }
+    }
+    let evaluations = (config.environments.len() * config.inner_steps) as f64;
+    Ok((acc, loss_sum / evaluations))
+}
+
+/// One FTS step: accumulate, clip to `config.clip` (L2), apply with the FTS optimizer at `alpha`.
+#[allow(clippy::too_many_arguments)]
+pub fn fts_step(
+    model: Classifier,
+    optim: &mut ModuleOptimizer,
+    alpha: f64,
+    config: &SophonConfig,
+    restricted: &ImageSet,
+    rng: &mut Rng,
+    devices: &Devices,
+    monitor: &mut dyn Monitor,
+) -> Result<(Classifier, FtsStats), Interrupted> {
+    let (mut grads, loss) = fts_gradient(&model, config, restricted, rng, devices, monitor)?;
+    let norm = grad_norm(&model, &grads);
+    if config.clip > 0.0 && norm > config.clip {
+        model.visit(&mut Scale {
+            grads: &mut grads,
+            factor: config.clip / norm,
+        });
+    }
+    let model = optim.step(alpha, model, grads);
+    Ok((model, FtsStats { loss, grad_norm: norm }))
+}

@@ -1,0 +1,157 @@
+//! The suppression losses L_α of SOPHON.md. Each is minimised by the FTS optimizer, and each
+//! gradient vanishes as the restricted task fails.
+
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Int, Tensor};
+
+use super::config::SuppressionLoss;
+use super::train::cross_entropy;
+
+/// log Σ_j exp(z_j) per row: `[batch, classes]` → `[batch]`, computed stably.
+fn logsumexp(z: Tensor<2>) -> Tensor<1> {
+    let m = z.clone().max_dim(1);
+    let s = (z - m.clone()).exp().sum_dim(1).log();
+    (m + s).squeeze_dim(1)
+}
+
+/// One-hot rows of `labels` `[batch]` for `classes` classes, as floats.
+fn one_hot(labels: Tensor<1, Int>, classes: usize) -> Tensor<2> {
+    labels.one_hot::<2>(classes).float()
+}
+
+/// ICE, paper form: mean of −log(1 − p_y) = logsumexp(z) − logsumexp(z without y).
+pub fn ice(logits: Tensor<2>, labels: Tensor<1, Int>) -> Tensor<1> {
+    let classes = logits.dims()[1];
+    let mask = one_hot(labels, classes);
+    // Push the true class to -1e4 (exp underflows to 0 in f32) to leave it out of the sum.
+    let others = logits.clone() - mask * 1e4;
+    (logsumexp(logits) - logsumexp(others)).mean()
+}
+
+/// ICE, reference-code form: cross-entropy of (1 − z) against y, i.e. −log softmax(−z)_y.
+pub fn ice_reference(logits: Tensor<2>, labels: Tensor<1, Int>) -> Tensor<1> {
+    cross_entropy(logits.neg().add_scalar(1.0), labels)
+}
+
+/// KLU: KL(U‖p) = −(1/C) Σ_j log(C·p_j), with log-softmax and the real class count C.
+pub fn klu(logits: Tensor<2>) -> Tensor<1> {
+    let classes = logits.dims()[1] as f64;
+    let logp = log_softmax(logits, 1);
+    logp.mean().neg().sub_scalar(classes.ln())
+}
+
+/// Cross-entropy ascent: −CE (a labelled baseline; it diverges).
+pub fn ce_ascent(logits: Tensor<2>, labels: Tensor<1, Int>) -> Tensor<1> {
+    cross_entropy(logits, labels).neg()
+}
+
+/// The configured suppression loss.
+pub fn suppression(kind: SuppressionLoss, logits: Tensor<2>, labels: Tensor<1, Int>) -> Tensor<1> {
+    match kind {
+        SuppressionLoss::Ice => ice(logits, labels),
+        SuppressionLoss::IceReference => ice_reference(logits, labels),
+        SuppressionLoss::Klu => klu(logits),
+        SuppressionLoss::CeAscent => ce_ascent(logits, labels),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Device, TensorData};
+
+    const Z: [[f32; 3]; 2] = [[1.0, 2.0, 0.5], [0.2, -1.0, 3.0]];
+    const Y: [i64; 2] = [0, 2];
+
+    fn softmax(z: &[f64]) -> Vec<f64> {
+        let m = z.iter().cloned().fold(f64::MIN, f64::max);
+        let e: Vec<f64> = z.iter().map(|v| (v - m).exp()).collect();
+        let s: f64 = e.iter().sum();
+        e.iter().map(|v| v / s).collect()
+    }
+
+    /// The loss value and d loss / d logits of `f` on Z, Y.
+    fn eval(f: fn(Tensor<2>, Tensor<1, Int>) -> Tensor<1>) -> (f64, Vec<f64>) {
+        let device = Device::flex().autodiff();
+        let z = Tensor::<2>::from_data(TensorData::from(Z), &device).require_grad();
+        let y = Tensor::<1, Int>::from_data(TensorData::from(Y), &device);
+        let loss = f(z.clone(), y);
+        let value = loss.clone().into_scalar::<f32>() as f64;
+        let grads = loss.backward();
+        let g = z.grad(&grads).unwrap().into_data().try_to_vec::<f32>().unwrap();
+        (value, g.into_iter().map(f64::from).collect())
+    }
+
+    fn rows() -> Vec<Vec<f64>> {
+        Z.iter().map(|r| r.iter().map(|&v| v as f64).collect()).collect()
+    }
+
+    fn close(got: &[f64], want: &[f64]) {
+        for (g, w) in got.iter().zip(want) {
+            assert!((g - w).abs() < 1e-4, "got {got:?}, want {want:?}");
+        }
+    }
+
+    #[test]
+    fn ice_matches_hand_computed_value_and_gradient() {
+        let (mut value, mut grad) = (0.0, Vec::new());
+        for (z, &y) in rows().iter().zip(&Y) {
+            let p = softmax(z);
+            value += -(1.0 - p[y as usize]).ln() / 2.0;
+            // d/dz [lse(z) − lse(z₋y)] = p − q, q = softmax over the other classes (q_y = 0).
+            let mut others = z.clone();
+            others[y as usize] = f64::NEG_INFINITY;
+            let q = softmax(&others);
+            grad.extend(p.iter().zip(&q).map(|(p, q)| (p - q) / 2.0));
+        }
+        let (v, g) = eval(ice);
+        assert!((v - value).abs() < 1e-5, "{v} vs {value}");
+        close(&g, &grad);
+    }
+
+    #[test]
+    fn ice_reference_matches_hand_computed_value_and_gradient() {
+        let (mut value, mut grad) = (0.0, Vec::new());
+        for (z, &y) in rows().iter().zip(&Y) {
+            let neg: Vec<f64> = z.iter().map(|v| -v).collect();
+            let s = softmax(&neg);
+            value += -s[y as usize].ln() / 2.0;
+            // dL/dz = onehot − softmax(−z)
+            grad.extend(s.iter().enumerate().map(|(j, s)| (f64::from(j == y as usize) - s) / 2.0));
+        }
+        let (v, g) = eval(ice_reference);
+        assert!((v - value).abs() < 1e-5, "{v} vs {value}");
+        close(&g, &grad);
+    }
+
+    #[test]
+    fn klu_matches_hand_computed_value_and_gradient() {
+        let (mut value, mut grad) = (0.0, Vec::new());
+        for z in rows() {
+            let p = softmax(&z);
+            value += -p.iter().map(|p| (3.0 * p).ln()).sum::<f64>() / 3.0 / 2.0;
+            // dL/dz = p − 1/C
+            grad.extend(p.iter().map(|p| (p - 1.0 / 3.0) / 2.0));
+        }
+        let (v, g) = eval(|z, _| klu(z));
+        assert!((v - value).abs() < 1e-5, "{v} vs {value}");
+        close(&g, &grad);
+        // Zero at the uniform prediction.
+        let device = Device::flex();
+        let flat = Tensor::<2>::zeros([4, 10], &device);
+        assert!(klu(flat).into_scalar::<f32>().abs() < 1e-6);
+    }
+
+    #[test]
+    fn ce_ascent_is_negative_cross_entropy() {
+        let (mut value, mut grad) = (0.0, Vec::new());
+        for (z, &y) in rows().iter().zip(&Y) {
+            let p = softmax(z);
+            value += p[y as usize].ln() / 2.0;
+            grad.extend(p.iter().enumerate().map(|(j, p)| -(p - f64::from(j == y as usize)) / 2.0));
+        }
+        let (v, g) = eval(ce_ascent);
+        assert!((v - value).abs() < 1e-5, "{v} vs {value}");
+        close(&g, &grad);
+    }
+}

@@ -1,0 +1,257 @@
+//! SOPHON's outer loop: ℓ_FTS fine-tuning-suppression steps, then ℓ_NTR normal-training steps,
+//! per outer iteration; periodic intactness and non-fine-tunability probes; the intactness
+//! guard; live setting changes; resumable checkpoints.
+
+use std::time::Instant;
+
+use burn::optim::ModuleOptimizer;
+use serde::{Deserialize, Serialize};
+
+use super::config::{ProbeConfig, SophonConfig};
+use super::fts::{fts_step, sample_batch};
+use super::train::{accuracy, train_step};
+use super::{Devices, Interrupted, LiveUpdate, Monitor};
+use crate::config::{OptimizerConfig, OptimizerKind};
+use crate::data::Domain;
+use crate::data::rng::Rng;
+use crate::model::Classifier;
+
+/// Where a SOPHON run stands: enough, with the model and both optimizers, to resume it exactly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Outer iterations completed.
+    pub iteration: usize,
+    pub alpha: f64,
+    pub beta: f64,
+    pub fts_loops: usize,
+    pub ntr_loops: usize,
+    pub eval_every: usize,
+    /// Latest measurements (for the summary after a resume).
+    pub original_acc: f64,
+    pub probe_restricted_acc: f64,
+}
+
+impl Progress {
+    fn new(config: &SophonConfig) -> Self {
+        Self {
+            iteration: 0,
+            alpha: config.alpha,
+            beta: config.beta,
+            fts_loops: config.fts_loops,
+            ntr_loops: config.ntr_loops,
+            eval_every: config.eval_every,
+            original_acc: f64::NAN,
+            probe_restricted_acc: f64::NAN,
+        }
+    }
+}
+
+/// What a resumable checkpoint holds.
+pub struct Checkpoint<'a> {
+    pub model: &'a Classifier,
+    pub fts_optim: &'a ModuleOptimizer,
+    pub ntr_optim: &'a ModuleOptimizer,
+    pub progress: &'a Progress,
+}
+
+/// A checkpoint read back, to continue from.
+pub struct Resume {
+    pub model: Classifier,
+    pub fts_optim: ModuleOptimizer,
+    pub ntr_optim: ModuleOptimizer,
+    pub progress: Progress,
+}
+
+/// SOPHON's part of `summary.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SophonSummary {
+    /// Original-domain test accuracy after SOPHON (intactness).
+    pub original_acc: f64,
+    /// Restricted-domain test accuracy of the protected model before any fine-tuning.
+    pub restricted_acc: f64,
+    /// The last non-fine-tunability probe: restricted accuracy after a short fine-tune.
+    pub probe_restricted_acc: f64,
+    /// Outer iterations completed.
+    pub iterations: usize,
+    /// The intactness guard rolled the last iteration back and stopped SOPHON.
+    pub guard_triggered: bool,
+    /// The settings used (live changes applied: their history is in `metrics.jsonl`).
+    pub settings: SophonConfig,
+    pub seconds: f64,
+}
+
+/// The two Adam optimizers of SOPHON, fresh.
+pub fn optimizers() -> (ModuleOptimizer, ModuleOptimizer) {
+    let adam = OptimizerConfig::new(OptimizerKind::Adam, 1.0);
+    (super::optim::build(&adam), super::optim::build(&adam))
+}
+
+/// Restricted-domain test accuracy after a short fine-tune of a copy of `model`.
+pub fn probe(
+    model: &Classifier,
+    restricted: &Domain,
+    config: &ProbeConfig,
+    eval_batch: usize,
+    seed: u64,
+    iteration: usize,
+    devices: &Devices,
+) -> f64 {
+    let mut copy = model.detached_copy();
+    let mut optim = super::optim::build(&config.optimizer);
+    let mut rng = Rng::from_keys(&[seed, 0x50_52_4F_42, iteration as u64]);
+    for _ in 0..config.steps {
+        let idx = sample_batch(restricted.train.len(), config.batch_size, &mut rng);
+        copy = train_step(copy, &mut optim, config.optimizer.lr, &restricted.train, &idx, &devices.train).0;
+    }
+    accuracy(&copy, &restricted.test, eval_batch, &devices.eval)
+}
+
+fn record_settings(monitor: &mut dyn Monitor, p: &Progress, step: usize) {
+    monitor.metric("sophon/alpha", step, p.alpha);
+    monitor.metric("sophon/beta", step, p.beta);
+    monitor.metric("sophon/fts_loops", step, p.fts_loops as f64);
+    monitor.metric("sophon/ntr_loops", step, p.ntr_loops as f64);
+    monitor.metric("sophon/eval_every", step, p.eval_every as f64);
+}
+
+fn apply(update: LiveUpdate, p: &mut Progress) {
+    match update {
+        LiveUpdate::Alpha(a) if a > 0.0 && a.is_finite() => p.alpha = a,
+        LiveUpdate::Beta(b) if b > 0.0 && b.is_finite() => p.beta = b,
+        LiveUpdate::Loops { fts, ntr } if fts + ntr > 0 => {
+            p.fts_loops = fts;
+            p.ntr_loops = ntr;
+        }
+        LiveUpdate::EvalEvery(n) if n > 0 => p.eval_every = n,
+        _ => {}
+    }
+}
+
+/// Run SOPHON on `model` (pre-trained on the original domain), or continue from `resume`.
+#[allow(clippy::too_many_arguments)]
+pub fn protect(
+    model: Classifier,
+    original: &Domain,
+    restricted: &Domain,
+    config: &SophonConfig,
+    eval_batch: usize,
+    seed: u64,
+    devices: &Devices,
+    monitor: &mut dyn Monitor,
+    resume: Option<Resume>,
+) -> Result<(Classifier, SophonSummary), Interrupted> {
+    let started = Instant::now();
+    let (mut model, mut fts_optim, mut ntr_optim, mut p) = match resume {
+        Some(r) => (r.model, r.fts_optim, r.ntr_optim, r.progress),
+        None => {
+            let (f, n) = optimizers();
+            (model, f, n, Progress::new(config))
+        }
+    };
+    monitor.phase("sophon", config.outer_iterations);
+    if p.iteration == 0 {
+        record_settings(monitor, &p, 0);
+        p.original_acc = accuracy(&model, &original.test, eval_batch, &devices.eval);
+        p.probe_restricted_acc = probe(&model, restricted, &config.probe, eval_batch, seed, 0, devices);
+        monitor.metric("sophon/original_acc", 0, p.original_acc);
+        monitor.metric("sophon/probe_restricted_acc", 0, p.probe_restricted_acc);
+    }
+    let mut guard_triggered = false;
+    while p.iteration < config.outer_iterations {
+        let it = p.iteration + 1;
+        let updates = monitor.take_updates();
+        if !updates.is_empty() {
+            for u in updates {
+                apply(u, &mut p);
+            }
+            record_settings(monitor, &p, it);
+            monitor.log(&format!(
+                "from iteration {it}: α {:.2e}, β {:.2e}, loops {}:{}, evaluate every {}",
+                p.alpha, p.beta, p.fts_loops, p.ntr_loops, p.eval_every
+            ));
+        }
+        let rollback = config.guard.as_ref().map(|_| model.detached_copy());
+        let mut rng = Rng::from_keys(&[seed, 0x46_54_53, it as u64]);
+
+        let mut fts_loss = 0.0;
+        for _ in 0..p.fts_loops {
+            let (m, stats) = fts_step(model, &mut fts_optim, p.alpha, config, &restricted.train, &mut rng, devices, monitor)?;
+            model = m;
+            fts_loss += stats.loss / p.fts_loops as f64;
+            monitor.metric("sophon/fts_grad_norm", it, stats.grad_norm);
+        }
+        if p.fts_loops > 0 {
+            monitor.metric("sophon/fts_loss", it, fts_loss);
+        }
+        let mut ntr_loss = 0.0;
+        for _ in 0..p.ntr_loops {
+            let idx = sample_batch(original.train.len(), config.ntr_batch_size, &mut rng);
+            let (m, loss) = train_step(model, &mut ntr_optim, p.beta, &original.train, &idx, &devices.train);
+            model = m;
+            ntr_loss += loss / p.ntr_loops as f64;
+            monitor.poll()?;
+        }
+        if p.ntr_loops > 0 {
+            monitor.metric("sophon/ntr_loss", it, ntr_loss);
+        }
+
+        if it % p.eval_every == 0 || it == config.outer_iterations {
+            p.original_acc = accuracy(&model, &original.test, eval_batch, &devices.eval);
+            p.probe_restricted_acc = probe(&model, restricted, &config.probe, eval_batch, seed, it, devices);
+            monitor.metric("sophon/original_acc", it, p.original_acc);
+            monitor.metric("sophon/probe_restricted_acc", it, p.probe_restricted_acc);
+            if let (Some(guard), Some(start)) = (&config.guard, rollback) {
+                if p.original_acc < guard.min_original_acc {
+                    monitor.log(&format!(
+                        "intactness guard: original accuracy {:.3} < {:.3} at iteration {it}; rolled back to its start and stopped",
+                        p.original_acc, guard.min_original_acc
+                    ));
+                    model = start;
+                    p.original_acc = accuracy(&model, &original.test, eval_batch, &devices.eval);
+                    guard_triggered = true;
+                    break;
+                }
+            }
+        }
+        p.iteration = it;
+        if config.checkpoint_every > 0 && it % config.checkpoint_every == 0 {
+            save(monitor, &model, &fts_optim, &ntr_optim, &p);
+        }
+        monitor.step(it)?;
+    }
+    save(monitor, &model, &fts_optim, &ntr_optim, &p);
+    let mut settings = config.clone();
+    settings.alpha = p.alpha;
+    settings.beta = p.beta;
+    settings.fts_loops = p.fts_loops;
+    settings.ntr_loops = p.ntr_loops;
+    settings.eval_every = p.eval_every;
+    let summary = SophonSummary {
+        original_acc: p.original_acc,
+        restricted_acc: accuracy(&model, &restricted.test, eval_batch, &devices.eval),
+        probe_restricted_acc: p.probe_restricted_acc,
+        iterations: p.iteration,
+        guard_triggered,
+        settings,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    Ok((model, summary))
+}
+
+fn save(
+    monitor: &mut dyn Monitor,
+    model: &Classifier,
+    fts_optim: &ModuleOptimizer,
+    ntr_optim: &ModuleOptimizer,
+    progress: &Progress,
+) {
+    let checkpoint = Checkpoint {
+        model,
+        fts_optim,
+        ntr_optim,
+        progress,
+    };
+    if let Err(e) = monitor.save_checkpoint(&checkpoint) {
+        monitor.log(&format!("warning: checkpoint not saved: {e}"));
+    }
+}

@@ -1,0 +1,81 @@
+//! Ordinary supervised training and evaluation of classifiers.
+
+use burn::module::Module;
+use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Device, Int, Tensor};
+
+use super::{Devices, Interrupted, Monitor};
+use crate::config::PretrainConfig;
+use crate::data::batch::{self, epoch_batches};
+use crate::data::rng::Rng;
+use crate::data::{Domain, ImageSet};
+use crate::model::Classifier;
+
+/// Mean cross-entropy of `logits` `[batch, classes]` against `labels` `[batch]`.
+pub fn cross_entropy(logits: Tensor<2>, labels: Tensor<1, Int>) -> Tensor<1> {
+    let logp = log_softmax(logits, 1);
+    logp.gather(1, labels.unsqueeze_dim(1)).mean().neg()
+}
+
+/// Fraction of `set` classified correctly, in batches of `batch_size`, without gradients.
+pub fn accuracy(model: &Classifier, set: &ImageSet, batch_size: usize, device: &Device) -> f64 {
+    let model = model.valid();
+    let mut correct = 0i64;
+    for idx in epoch_batches(set.len(), batch_size, None) {
+        let x = batch::images(set, &idx, device);
+        let y = batch::labels(set, &idx, device);
+        let pred = model.forward(x).argmax(1).squeeze_dim::<1>(1);
+        correct += pred.equal(y).int().sum().into_scalar::<i64>();
+    }
+    correct as f64 / set.len().max(1) as f64
+}
+
+/// One gradient step on a batch; returns the updated model and the batch loss.
+pub fn train_step(
+    model: Classifier,
+    optim: &mut ModuleOptimizer,
+    lr: f64,
+    set: &ImageSet,
+    idx: &[usize],
+    device: &Device,
+) -> (Classifier, f64) {
+    let x = batch::images(set, idx, device);
+    let y = batch::labels(set, idx, device);
+    let loss = cross_entropy(model.forward(x), y);
+    let value = loss.clone().into_scalar::<f32>() as f64;
+    let grads = GradientsParams::from_grads(loss.backward(), &model);
+    (optim.step(lr, model, grads), value)
+}
+
+/// Train `model` on the original domain for `config.epochs` epochs, reporting the loss every step
+/// (`pretrain/loss`) and original-domain test accuracy after every epoch
+/// (`pretrain/original_acc`).
+pub fn pretrain(
+    mut model: Classifier,
+    original: &Domain,
+    config: &PretrainConfig,
+    eval_batch: usize,
+    seed: u64,
+    devices: &Devices,
+    monitor: &mut dyn Monitor,
+) -> Result<Classifier, Interrupted> {
+    let mut optim = super::optim::build(&config.optimizer);
+    let per_epoch = original.train.len().div_ceil(config.batch_size);
+    monitor.phase("pretrain", per_epoch * config.epochs);
+    let mut step = 0;
+    for epoch in 0..config.epochs {
+        let mut rng = Rng::from_keys(&[seed, 0x50_52_45, epoch as u64]);
+        for idx in epoch_batches(original.train.len(), config.batch_size, Some(&mut rng)) {
+            let (m, loss) = train_step(model, &mut optim, config.optimizer.lr, &original.train, &idx, &devices.train);
+            model = m;
+            step += 1;
+            monitor.metric("pretrain/loss", step, loss);
+            monitor.step(step)?;
+        }
+        let acc = accuracy(&model, &original.test, eval_batch, &devices.eval);
+        monitor.metric("pretrain/original_acc", epoch + 1, acc);
+        monitor.log(&format!("pre-training epoch {}: original test accuracy {:.3}", epoch + 1, acc));
+    }
+    Ok(model)
+}

@@ -1,0 +1,55 @@
+//! The command line binary, end to end.
+
+use std::process::Command;
+
+fn workbench() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_sophon-workbench"))
+}
+
+#[test]
+fn run_writes_a_complete_run_folder_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("quick");
+    let status = workbench()
+        .args(["run", concat!(env!("CARGO_MANIFEST_DIR"), "/presets/quick.toml"), "--backend", "flex"])
+        .arg("--out")
+        .arg(&out)
+        .args(["--set", "original.train=300", "--set", "pretrain.epochs=2"])
+        .args(["--set", "restricted.train=200", "--set", "evaluation.strategies.0.epochs=1"])
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["status"], "finished");
+    assert!(summary["pretrain"]["original_acc"].as_f64().unwrap() > 0.2);
+    let attacks = summary["attack"].as_array().unwrap();
+    assert_eq!(attacks.len(), 2);
+    for a in attacks {
+        assert_eq!(a["restricted_acc"].as_array().unwrap().len(), 1);
+        assert!(a["final_restricted_acc"].is_f64());
+        assert!(["original", "scratch"].contains(&a["start"].as_str().unwrap()));
+    }
+    assert!(out.join("checkpoints/pretrained.bpk").exists());
+    let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
+    assert!(config.contains("train = 300"), "the resolved config holds the overrides");
+}
+
+#[test]
+fn errors_exit_non_zero_with_one_line_naming_the_problem() {
+    let out = workbench()
+        .args(["run", concat!(env!("CARGO_MANIFEST_DIR"), "/presets/quick.toml"), "--set", "input.size=2"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("input.size"), "{err}");
+
+    let out = workbench().args(["run", "/no/such/preset.toml"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such/preset.toml"));
+
+    let out = workbench().args(["run", "x.toml", "--backend", "cuda"]).output().unwrap();
+    assert!(!out.status.success());
+}

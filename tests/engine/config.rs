@@ -1,0 +1,96 @@
+//! Experiment config: presets, overrides and validation messages that name the field.
+
+use sophon_workbench::config::{ExperimentConfig, ModelKind};
+use sophon_workbench::{DEFAULT_PRESET, QUICK_PRESET};
+
+fn quick(overrides: &[&str]) -> Result<ExperimentConfig, String> {
+    let o: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+    ExperimentConfig::from_toml(QUICK_PRESET, "quick.toml", &o).map_err(|e| e.to_string())
+}
+
+#[test]
+fn every_preset_in_presets_is_valid() {
+    let mut n = 0;
+    for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/presets")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            ExperimentConfig::load(&path, &[]).unwrap_or_else(|e| panic!("{e}"));
+            n += 1;
+        }
+    }
+    assert!(n >= 2);
+    ExperimentConfig::from_toml(DEFAULT_PRESET, "default", &[]).unwrap();
+}
+
+#[test]
+fn resolved_config_round_trips_through_toml() {
+    let c = quick(&[]).unwrap();
+    let again = ExperimentConfig::from_toml(&c.to_toml(), "config.toml", &[]).unwrap();
+    assert_eq!(c, again);
+}
+
+#[test]
+fn set_overrides_any_field_by_dotted_path() {
+    let c = quick(&[
+        "pretrain.optimizer.lr=3e-4",
+        "model.kind=vgg-small",
+        "seed=99",
+        "evaluation.strategies.0.epochs=5",
+        "original.background=\"texture\"",
+    ])
+    .unwrap();
+    assert_eq!(c.pretrain.optimizer.lr, 3e-4);
+    assert_eq!(c.model.kind, ModelKind::VggSmall);
+    assert_eq!(c.seed, 99);
+    assert_eq!(c.evaluation.strategies[0].epochs, 5);
+}
+
+#[test]
+fn bad_overrides_and_fields_are_named() {
+    let err = quick(&["pretrain.optimiser.lr=1"]).unwrap_err();
+    assert!(err.contains("optimiser"), "{err}");
+    let err = quick(&["evaluation.strategies.4.epochs=1"]).unwrap_err();
+    assert!(err.contains("index 4"), "{err}");
+    let err = quick(&["novalue"]).unwrap_err();
+    assert!(err.contains("key=value"), "{err}");
+}
+
+#[test]
+fn unknown_fields_are_rejected_with_their_name() {
+    let text = QUICK_PRESET.replace("[pretrain]", "[pretrain]\nepoch = 3");
+    let err = ExperimentConfig::from_toml(&text, "typo.toml", &[]).unwrap_err().to_string();
+    assert!(err.contains("typo.toml") && err.contains("epoch"), "{err}");
+    let text = QUICK_PRESET.replace("domain = \"shapes\"\nbackground = \"plain\"", "domain = \"shapes\"\nbackgrund = \"plain\"");
+    let err = ExperimentConfig::from_toml(&text, "typo.toml", &[]).unwrap_err().to_string();
+    assert!(err.contains("backgrund"), "{err}");
+    let err = ExperimentConfig::from_toml("seed = [", "syntax.toml", &[]).unwrap_err().to_string();
+    assert!(err.contains("syntax.toml") && err.contains("line 1"), "{err}");
+}
+
+#[test]
+fn out_of_range_values_name_the_field() {
+    for (set, field) in [
+        ("input.channels=2", "input.channels"),
+        ("input.size=4", "input.size"),
+        ("pretrain.epochs=0", "pretrain.epochs"),
+        ("pretrain.optimizer.lr=-1", "pretrain.optimizer.lr"),
+        ("evaluation.strategies.0.batch_size=0", "evaluation.strategies[0].batch_size"),
+        ("evaluation.strategies.0.optimizer.momentum=1.5", "evaluation.strategies[0].optimizer.momentum"),
+        ("original.train=0", "original.train"),
+        ("evaluation.starts=[\"protected\"]", "evaluation.starts"),
+    ] {
+        let err = quick(&[set]).unwrap_err();
+        assert!(err.starts_with(field), "--set {set}: {err}");
+    }
+}
+
+#[test]
+fn channel_contradictions_need_a_conversion_setting() {
+    let cifar = ["restricted={ source = \"cifar10\", dir = \"/nowhere\" }"];
+    let err = quick(&cifar).unwrap_err();
+    assert!(err.starts_with("restricted.source") && err.contains("convert_channels"), "{err}");
+    let ok = quick(&[cifar[0], "input.convert_channels=true"]);
+    assert!(ok.is_ok(), "{ok:?}");
+    let err = quick(&["input.channels=3", "original={ source = \"digits\" }"]).unwrap_err();
+    assert!(err.starts_with("original.source"), "{err}");
+}

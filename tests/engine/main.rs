@@ -1,0 +1,9 @@
+//! The engine's integration tests, in one binary so that it links once.
+
+mod cli;
+mod config;
+mod data_sources;
+mod models;
+mod sophon;
+mod training;
+mod worker;

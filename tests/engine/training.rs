@@ -1,0 +1,147 @@
+//! Real (short) training on the CPU backends.
+
+use burn::module::Module;
+use burn::tensor::Device;
+use sophon_workbench::config::{ExperimentConfig, Start};
+use sophon_workbench::model::Classifier;
+use sophon_workbench::sophon::experiment::{self, Summary};
+use sophon_workbench::sophon::train::{accuracy, pretrain};
+use sophon_workbench::sophon::{Devices, Interrupted, Monitor};
+
+/// Records metrics; never interrupts.
+#[derive(Default)]
+pub struct Recorder {
+    pub metrics: Vec<(String, usize, f64)>,
+    pub phases: Vec<String>,
+}
+
+impl Monitor for Recorder {
+    fn phase(&mut self, name: &str, _total: usize) {
+        self.phases.push(name.into());
+    }
+    fn step(&mut self, _step: usize) -> Result<(), Interrupted> {
+        Ok(())
+    }
+    fn metric(&mut self, series: &str, step: usize, value: f64) {
+        self.metrics.push((series.into(), step, value));
+    }
+    fn log(&mut self, _message: &str) {}
+    fn save_model(&mut self, _name: &str, _model: &Classifier) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+pub fn small(overrides: &[&str]) -> ExperimentConfig {
+    let mut o: Vec<String> = vec![
+        "original.train=400".into(),
+        "original.test=200".into(),
+        "restricted.train=300".into(),
+        "restricted.test=200".into(),
+        "pretrain.epochs=3".into(),
+        "evaluation.strategies.0.epochs=2".into(),
+    ];
+    o.extend(overrides.iter().map(|s| s.to_string()));
+    ExperimentConfig::from_toml(sophon_workbench::QUICK_PRESET, "quick", &o).unwrap()
+}
+
+#[test]
+fn a_short_pretraining_learns_the_original_domain() {
+    let config = small(&[]);
+    let devices = Devices::new(Device::flex());
+    let (original, _) = experiment::load_domains(&config).unwrap();
+    let model = experiment::fresh_model(&config, 10, 1, &devices);
+    let before = accuracy(&model, &original.test, 200, &devices.eval);
+    let mut rec = Recorder::default();
+    let model = pretrain(model, &original, &config.pretrain, 200, 1, &devices, &mut rec).unwrap();
+    let after = accuracy(&model, &original.test, 200, &devices.eval);
+    assert!(after > 0.5 && after > before + 0.3, "accuracy {before:.3} → {after:.3}");
+    let losses: Vec<f64> = rec.metrics.iter().filter(|m| m.0 == "pretrain/loss").map(|m| m.2).collect();
+    let head: f64 = losses[..5].iter().sum::<f64>() / 5.0;
+    let tail: f64 = losses[losses.len() - 5..].iter().sum::<f64>() / 5.0;
+    assert!(tail < head * 0.6, "loss {head:.3} → {tail:.3}");
+}
+
+#[test]
+fn copies_for_fine_tuning_leave_batchnorm_statistics_alone() {
+    let config = small(&["model.kind=resnet-small"]);
+    let devices = Devices::new(Device::flex());
+    let (original, _) = experiment::load_domains(&config).unwrap();
+    let model = experiment::fresh_model(&config, 10, 3, &devices);
+    let snapshot = |m: &Classifier| {
+        let Classifier::ResnetSmall(r) = m else { unreachable!() };
+        r.stem_bn.running_mean.value().into_data()
+    };
+    let before = snapshot(&model);
+    // Train a detached copy: the original's running statistics must not move.
+    let copy = model.detached_copy();
+    let mut one_epoch = config.pretrain.clone();
+    one_epoch.epochs = 1;
+    let trained = pretrain(copy, &original, &one_epoch, 200, 1, &devices, &mut Recorder::default()).unwrap();
+    assert_eq!(snapshot(&model), before);
+    assert_ne!(snapshot(&trained), before, "training a copy moves the copy's statistics");
+    // Whereas a plain clone shares them (the trap the copy avoids).
+    let clone = model.clone();
+    let _ = pretrain(clone, &original, &one_epoch, 200, 1, &devices, &mut Recorder::default()).unwrap();
+    assert_ne!(snapshot(&model), before);
+}
+
+#[test]
+fn the_experiment_shows_transfer_from_the_original_model() {
+    let config = small(&["evaluation.strategies.0.epochs=2"]);
+    let devices = Devices::new(Device::flex());
+    let mut summary = Summary::default();
+    let mut rec = Recorder::default();
+    experiment::run(&config, &devices, &mut rec, &mut summary).unwrap();
+    assert_eq!(summary.status, "finished");
+    assert_eq!(rec.phases, ["loading data", "pretrain", "attack"]);
+    let pre = summary.pretrain.as_ref().unwrap();
+    assert!(pre.original_acc > 0.6, "{pre:?}");
+    let find = |s: Start| summary.attack.iter().find(|a| a.start == s).unwrap();
+    let (orig, scratch) = (find(Start::Original), find(Start::Scratch));
+    assert_eq!(orig.restricted_acc.len(), 2);
+    assert!(
+        orig.restricted_acc[0] > scratch.restricted_acc[0] + 0.1,
+        "original {:?} vs scratch {:?}",
+        orig.restricted_acc,
+        scratch.restricted_acc
+    );
+    // The pre-trained model itself is unchanged by the attacks.
+    assert!(rec.metrics.iter().any(|m| m.0 == "attack/sgd-momentum/original/restricted_acc" && m.1 == 2));
+}
+
+#[test]
+fn the_ndarray_backend_trains_like_flex() {
+    // The same tiny MLP run on both CPU backends reaches comparable accuracy.
+    let config = small(&["model.kind=mlp", "model.hidden=[64]", "pretrain.epochs=2"]);
+    let mut accs = Vec::new();
+    #[allow(deprecated)]
+    for device in [Device::flex(), Device::ndarray()] {
+        let devices = Devices::new(device);
+        let (original, _) = experiment::load_domains(&config).unwrap();
+        let model = experiment::fresh_model(&config, 10, 5, &devices);
+        let model = pretrain(model, &original, &config.pretrain, 200, 5, &devices, &mut Recorder::default()).unwrap();
+        accs.push(accuracy(&model, &original.test, 200, &devices.eval));
+    }
+    assert!(accs[0] > 0.3 && (accs[0] - accs[1]).abs() < 0.12, "flex vs ndarray: {accs:?}");
+}
+
+#[test]
+fn wgpu_trains_when_an_adapter_exists() {
+    // CI installs Mesa's lavapipe so that the GPU code path runs there; without any adapter
+    // this test has nothing to check.
+    let Some(adapter) = sophon_workbench::run::backend::probe_adapter() else {
+        eprintln!("no wgpu adapter: skipped");
+        return;
+    };
+    let backend = sophon_workbench::run::backend::select(sophon_workbench::run::BackendChoice::Wgpu).unwrap();
+    assert_eq!(backend.name, "wgpu");
+    assert_eq!(backend.is_software_adapter(), adapter.is_software());
+    let config = small(&["model.kind=mlp", "model.hidden=[64]", "pretrain.epochs=2"]);
+    let devices = Devices::new(backend.device);
+    let (original, _) = experiment::load_domains(&config).unwrap();
+    let model = experiment::fresh_model(&config, 10, 5, &devices);
+    let model = pretrain(model, &original, &config.pretrain, 200, 5, &devices, &mut Recorder::default()).unwrap();
+    let acc = accuracy(&model, &original.test, 200, &devices.eval);
+    assert!(acc > 0.3, "wgpu accuracy {acc}");
+    let _ = model.num_params();
+}

@@ -1,0 +1,132 @@
+//! The worker thread: events, pause/resume/step, stopping midway, and the run folder.
+
+use std::time::{Duration, Instant};
+
+use sophon_workbench::run::folder::{read_metrics, read_summary};
+use sophon_workbench::run::{self, BackendChoice, Command, Event, OutDir, RunRequest};
+
+use crate::training::small;
+
+fn start(dir: &std::path::Path, overrides: &[&str]) -> run::WorkerHandle {
+    let worker = run::spawn(Box::new(|| {}));
+    let request = RunRequest {
+        config: small(overrides),
+        backend: BackendChoice::Flex,
+        out: OutDir::Exact(dir.to_path_buf()),
+        resume: false,
+    };
+    worker.commands.send(Command::Start(Box::new(request))).unwrap();
+    worker
+}
+
+fn next(worker: &run::WorkerHandle) -> Event {
+    worker
+        .events
+        .recv_timeout(Duration::from_secs(120))
+        .expect("the worker answers")
+}
+
+fn wait_for_progress(worker: &run::WorkerHandle, steps: usize) {
+    let mut seen = 0;
+    while seen < steps {
+        match next(worker) {
+            Event::Progress { .. } => seen += 1,
+            e if e.is_terminal() => panic!("ended early: {e:?}"),
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn stop_ends_a_run_promptly_and_leaves_valid_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let worker = start(&out, &["pretrain.epochs=50"]);
+    wait_for_progress(&worker, 5);
+    let asked = Instant::now();
+    worker.commands.send(Command::Stop).unwrap();
+    let summary = loop {
+        match next(&worker) {
+            Event::Stopped(s) => break s,
+            e if e.is_terminal() => panic!("{e:?}"),
+            _ => {}
+        }
+    };
+    assert!(asked.elapsed() < Duration::from_secs(2), "stopped after {:?}", asked.elapsed());
+    assert_eq!(summary.status, "stopped");
+    assert_eq!(read_summary(&out).unwrap().status, "stopped");
+    let metrics = read_metrics(&out).unwrap();
+    assert!(metrics.iter().filter(|m| m.series == "pretrain/loss").count() >= 5);
+    let raw = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    assert_eq!(raw.lines().count(), metrics.len(), "every line is whole JSON");
+    let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
+    sophon_workbench::config::ExperimentConfig::from_toml(&config, "config.toml", &[]).unwrap();
+    let env: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("environment.json")).unwrap()).unwrap();
+    assert_eq!(env["backend"], "flex");
+    drop(worker.commands);
+    worker.thread.join().unwrap();
+}
+
+#[test]
+fn pause_holds_the_run_and_step_resume_continue_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let worker = start(&dir.path().join("run"), &["pretrain.epochs=50"]);
+    wait_for_progress(&worker, 2);
+    worker.commands.send(Command::Pause).unwrap();
+    loop {
+        if let Event::Paused = next(&worker) {
+            break;
+        }
+    }
+    // Paused: no progress for a while.
+    std::thread::sleep(Duration::from_millis(400));
+    let drained: Vec<Event> = worker.events.try_iter().collect();
+    assert!(!drained.iter().any(|e| matches!(e, Event::Progress { .. })), "{drained:?}");
+    // Step: exactly one more step, then paused again.
+    worker.commands.send(Command::Step).unwrap();
+    let mut progressed = 0;
+    loop {
+        match next(&worker) {
+            Event::Progress { .. } => progressed += 1,
+            Event::Paused => break,
+            e => assert!(!e.is_terminal(), "{e:?}"),
+        }
+    }
+    assert_eq!(progressed, 1);
+    worker.commands.send(Command::Resume).unwrap();
+    wait_for_progress(&worker, 3);
+    worker.commands.send(Command::Stop).unwrap();
+    while !next(&worker).is_terminal() {}
+}
+
+#[test]
+fn an_existing_run_folder_is_never_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("summary.json"), "{}").unwrap();
+    let worker = start(dir.path(), &[]);
+    match next(&worker) {
+        Event::Failed(e) => assert!(e.contains("already holds a run"), "{e}"),
+        e => panic!("{e:?}"),
+    }
+    assert_eq!(std::fs::read_to_string(dir.path().join("summary.json")).unwrap(), "{}");
+}
+
+#[test]
+fn a_data_error_fails_the_run_with_the_file_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let worker = start(
+        &dir.path().join("run"),
+        &["restricted={ source = \"folder\", train = \"/no/such/train\", test = \"/no/such/test\" }"],
+    );
+    loop {
+        match next(&worker) {
+            Event::Failed(e) => {
+                assert!(e.contains("/no/such/train"), "{e}");
+                break;
+            }
+            e if e.is_terminal() => panic!("{e:?}"),
+            _ => {}
+        }
+    }
+}

@@ -42,6 +42,15 @@ enum Cmd {
         #[arg(long, default_value = "auto", value_parser = parse_backend)]
         backend: BackendChoice,
     },
+    /// Write contact sheets (PNG) of a preset's original and restricted test images.
+    Preview {
+        preset: PathBuf,
+        /// Folder for original.png and restricted.png.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
     /// Show the compute backends and what `auto` picks here.
     Backends,
 }
@@ -65,6 +74,9 @@ fn main() -> ExitCode {
             .map_err(anyhow::Error::from)
             .and_then(|config| run_headless(config, backend, Some(OutDir::Exact(dir)), true)),
         Some(Cmd::Backends) => show_backends(),
+        Some(Cmd::Preview { preset, out, set }) => ExperimentConfig::load(&preset, &set)
+            .map_err(anyhow::Error::from)
+            .and_then(|config| preview(&config, &out)),
         None => {
             // Until the window exists, the default experiment runs headless.
             ExperimentConfig::from_toml(sophon_workbench::DEFAULT_PRESET, "built-in default preset", &[])
@@ -83,6 +95,19 @@ fn main() -> ExitCode {
 
 fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn preview(config: &ExperimentConfig, out: &std::path::Path) -> Result<()> {
+    let (original, restricted) = sophon_workbench::sophon::experiment::load_domains(config)?;
+    std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
+    for (name, domain) in [("original", &original), ("restricted", &restricted)] {
+        let path = out.join(format!("{name}.png"));
+        let scale = (96 / domain.test.height).max(1) as u32;
+        sophon_workbench::data::preview::save_contact_sheet(&domain.test, 8, scale, &path)
+            .with_context(|| format!("{}: cannot write", path.display()))?;
+        println!("{name}: {} ({} classes) → {}", domain.test.name, domain.test.classes, path.display());
+    }
+    Ok(())
 }
 
 fn show_backends() -> Result<()> {

@@ -8,6 +8,7 @@ pub mod cifar;
 pub mod digits;
 pub mod folder;
 pub mod idx;
+pub mod preview;
 pub mod procedural;
 pub mod rng;
 pub mod transform;

@@ -14,8 +14,9 @@ fn run_writes_a_complete_run_folder_and_exits_zero() {
         .args(["run", concat!(env!("CARGO_MANIFEST_DIR"), "/presets/quick.toml"), "--backend", "flex"])
         .arg("--out")
         .arg(&out)
-        .args(["--set", "original.train=300", "--set", "pretrain.epochs=2"])
-        .args(["--set", "restricted.train=200", "--set", "evaluation.strategies.0.epochs=1"])
+        .args(["--set", "original.train=1500", "--set", "pretrain.epochs=3"])
+        .args(["--set", "restricted.train=300", "--set", "evaluation.strategies.0.epochs=1"])
+        .args(["--set", "sophon.outer_iterations=2"])
         .output()
         .unwrap();
     assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
@@ -24,15 +25,19 @@ fn run_writes_a_complete_run_folder_and_exits_zero() {
     assert_eq!(summary["status"], "finished");
     assert!(summary["pretrain"]["original_acc"].as_f64().unwrap() > 0.2);
     let attacks = summary["attack"].as_array().unwrap();
-    assert_eq!(attacks.len(), 2);
+    assert_eq!(attacks.len(), 3);
+    assert_eq!(summary["sophon"]["iterations"], 2);
+    assert!(summary["sophon"]["original_acc"].is_f64());
     for a in attacks {
         assert_eq!(a["restricted_acc"].as_array().unwrap().len(), 1);
         assert!(a["final_restricted_acc"].is_f64());
-        assert!(["original", "scratch"].contains(&a["start"].as_str().unwrap()));
+        assert!(["protected", "original", "scratch"].contains(&a["start"].as_str().unwrap()));
     }
     assert!(out.join("checkpoints/pretrained.bpk").exists());
+    assert!(out.join("checkpoints/protected.bpk").exists());
+    assert!(out.join("checkpoints/sophon-state.json").exists());
     let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
-    assert!(config.contains("train = 300"), "the resolved config holds the overrides");
+    assert!(config.contains("train = 1500"), "the resolved config holds the overrides");
 }
 
 #[test]

@@ -77,11 +77,24 @@ fn out_of_range_values_name_the_field() {
         ("evaluation.strategies.0.batch_size=0", "evaluation.strategies[0].batch_size"),
         ("evaluation.strategies.0.optimizer.momentum=1.5", "evaluation.strategies[0].optimizer.momentum"),
         ("original.train=0", "original.train"),
-        ("evaluation.starts=[\"protected\"]", "evaluation.starts"),
+        ("evaluation.starts=[]", "evaluation.starts"),
+        ("sophon.environments.0.query_size=60", "sophon.environments[0].query_size"),
+        ("sophon.environments.0.optimizer.kind=\"rmsprop\"", "sophon.environments[0].optimizer.kind"),
+        ("sophon.alpha=0", "sophon.alpha"),
+        ("sophon.eval_every=0", "sophon.eval_every"),
     ] {
         let err = quick(&[set]).unwrap_err();
         assert!(err.starts_with(field), "--set {set}: {err}");
     }
+}
+
+#[test]
+fn protected_start_needs_sophon() {
+    let text = sophon_workbench::QUICK_PRESET;
+    let without = &text[..text.find("[sophon]").unwrap()];
+    let o = vec!["evaluation.starts=[\"protected\", \"scratch\"]".to_string()];
+    let err = ExperimentConfig::from_toml(without, "no-sophon.toml", &o).unwrap_err().to_string();
+    assert!(err.starts_with("evaluation.starts") && err.contains("[sophon]"), "{err}");
 }
 
 #[test]

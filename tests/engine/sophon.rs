@@ -13,7 +13,7 @@ use sophon_workbench::sophon::config::SuppressionLoss;
 use sophon_workbench::sophon::fts::{fts_gradient, fts_step, sample_batch};
 use sophon_workbench::sophon::losses::suppression;
 use sophon_workbench::sophon::protect::optimizers;
-use sophon_workbench::sophon::train::train_step;
+use sophon_workbench::sophon::train::{pretrain, train_step};
 use sophon_workbench::sophon::{Devices, LiveUpdate, experiment};
 use sophon_workbench::data::batch;
 
@@ -53,11 +53,13 @@ fn a_simulated_fts_step_leaves_the_real_model_untouched() {
 fn ice_after_finetune(model: &Classifier, config: &sophon_workbench::config::ExperimentConfig, devices: &Devices) -> f64 {
     let (_, restricted) = experiment::load_domains(config).unwrap();
     let mut copy = model.detached_copy();
-    let (mut optim, _) = optimizers();
+    // The simulated attacker's own optimizer and learning rate.
+    let env = &config.sophon.as_ref().unwrap().environments[0];
+    let mut optim = sophon_workbench::sophon::optim::build(&env.optimizer);
     let mut rng = Rng::new(99);
     for _ in 0..5 {
         let idx = sample_batch(restricted.train.len(), 50, &mut rng);
-        copy = train_step(copy, &mut optim, 1e-3, &restricted.train, &idx, &devices.train).0;
+        copy = train_step(copy, &mut optim, env.optimizer.lr, &restricted.train, &idx, &devices.train).0;
     }
     let idx: Vec<usize> = (0..restricted.test.len()).collect();
     let logits = copy.valid().forward(batch::images(&restricted.test, &idx, &devices.eval));
@@ -67,15 +69,16 @@ fn ice_after_finetune(model: &Classifier, config: &sophon_workbench::config::Exp
 
 #[test]
 fn one_fts_step_raises_suppression_after_fine_tuning() {
-    let config = small(&["model.kind=mlp", "model.hidden=[32]", "sophon.inner_steps=5", "sophon.clip=0"]);
+    let config = small(&["sophon.inner_steps=5", "sophon.clip=0"]);
     let sophon = config.sophon.clone().unwrap();
     let devices = Devices::new(Device::flex());
-    let (_, restricted) = experiment::load_domains(&config).unwrap();
+    let (original, restricted) = experiment::load_domains(&config).unwrap();
     let model = experiment::fresh_model(&config, 10, 4, &devices);
+    let model = pretrain(model, &original, &config.pretrain, 200, 4, &devices, &mut Recorder::default()).unwrap();
     let before = ice_after_finetune(&model, &config, &devices);
     let (mut optim, _) = optimizers();
     let (protected, stats) = fts_step(
-        model, &mut optim, 1e-2, &sophon, &restricted.train, &mut Rng::new(2), &devices, &mut Recorder::default(),
+        model, &mut optim, 1e-3, &sophon, &restricted.train, &mut Rng::new(2), &devices, &mut Recorder::default(),
     )
     .unwrap();
     assert!(stats.grad_norm > 0.0);

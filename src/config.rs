@@ -424,7 +424,10 @@ fn positive(field: &str, v: f64) -> Result<(), ConfigError> {
     if v > 0.0 && v.is_finite() {
         Ok(())
     } else {
-        Err(invalid(field, format!("must be a positive number (got {v})")))
+        Err(invalid(
+            field,
+            format!("must be a positive number (got {v})"),
+        ))
     }
 }
 
@@ -456,7 +459,8 @@ impl ExperimentConfig {
 
     /// Parse, override and validate TOML text; `origin` names it in errors.
     pub fn from_toml(text: &str, origin: &str, overrides: &[String]) -> Result<Self, ConfigError> {
-        let mut table: toml::Table = toml::from_str(text).map_err(|e| parse_error(origin, text, &e))?;
+        let mut table: toml::Table =
+            toml::from_str(text).map_err(|e| parse_error(origin, text, &e))?;
         for assignment in overrides {
             apply_override(&mut table, assignment)?;
         }
@@ -480,20 +484,32 @@ impl ExperimentConfig {
     /// Check ranges and contradictions; the error names the field.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.name.trim().is_empty() || self.name.contains(['/', '\\']) {
-            return Err(invalid("name", "must be a non-empty name without path separators"));
+            return Err(invalid(
+                "name",
+                "must be a non-empty name without path separators",
+            ));
         }
         let input = &self.input;
         if input.channels != 1 && input.channels != 3 {
-            return Err(invalid("input.channels", format!("must be 1 or 3 (got {})", input.channels)));
+            return Err(invalid(
+                "input.channels",
+                format!("must be 1 or 3 (got {})", input.channels),
+            ));
         }
         at_least("input.size", input.size, 8)?;
         at_most("input.size", input.size, 256)?;
-        if self.model.kind == ModelKind::Mlp {
-            if self.model.hidden.is_empty() || self.model.hidden.contains(&0) {
-                return Err(invalid("model.hidden", "needs at least one layer, each wider than 0"));
-            }
+        if self.model.kind == ModelKind::Mlp
+            && (self.model.hidden.is_empty() || self.model.hidden.contains(&0))
+        {
+            return Err(invalid(
+                "model.hidden",
+                "needs at least one layer, each wider than 0",
+            ));
         }
-        for (field, source) in [("original", &self.original), ("restricted", &self.restricted)] {
+        for (field, source) in [
+            ("original", &self.original),
+            ("restricted", &self.restricted),
+        ] {
             self.validate_source(field, source)?;
         }
         let p = &self.pretrain;
@@ -509,7 +525,10 @@ impl ExperimentConfig {
         at_least("evaluation.batch_size", e.batch_size, 1)?;
         let starts = e.starts(self.sophon.is_some());
         if starts.is_empty() {
-            return Err(invalid("evaluation.starts", "needs at least one starting point"));
+            return Err(invalid(
+                "evaluation.starts",
+                "needs at least one starting point",
+            ));
         }
         if starts.contains(&Start::Protected) && self.sophon.is_none() {
             return Err(invalid(
@@ -535,22 +554,26 @@ impl ExperimentConfig {
             at_least(&format!("{field}.train"), *train, 1)?;
             at_least(&format!("{field}.test"), *test, 1)?;
         }
-        for (name, limit) in [("train_limit", source.train_limit()), ("test_limit", source.test_limit())] {
+        for (name, limit) in [
+            ("train_limit", source.train_limit()),
+            ("test_limit", source.test_limit()),
+        ] {
             if limit == Some(0) {
                 return Err(invalid(format!("{field}.{name}"), "must be at least 1"));
             }
         }
-        if let Some(native) = source.native_channels() {
-            if native != self.input.channels && !self.input.convert_channels {
-                return Err(invalid(
-                    format!("{field}.source"),
-                    format!(
-                        "{} has {native} channel(s) but input.channels = {}; set input.convert_channels = true to convert",
-                        source.describe(),
-                        self.input.channels
-                    ),
-                ));
-            }
+        if let Some(native) = source.native_channels()
+            && native != self.input.channels
+            && !self.input.convert_channels
+        {
+            return Err(invalid(
+                format!("{field}.source"),
+                format!(
+                    "{} has {native} channel(s) but input.channels = {}; set input.convert_channels = true to convert",
+                    source.describe(),
+                    self.input.channels
+                ),
+            ));
         }
         Ok(())
     }

@@ -13,7 +13,10 @@ use sophon_workbench::run::{self, BackendChoice, Command, Event, OutDir, RunRequ
 use sophon_workbench::sophon::experiment::Summary;
 
 #[derive(Parser)]
-#[command(version, about = "SOPHON Workbench: make pre-trained models non-fine-tunable, and measure it")]
+#[command(
+    version,
+    about = "SOPHON Workbench: make pre-trained models non-fine-tunable, and measure it"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Cmd>,
@@ -79,9 +82,13 @@ fn main() -> ExitCode {
             .and_then(|config| preview(&config, &out)),
         None => {
             // Until the window exists, the default experiment runs headless.
-            ExperimentConfig::from_toml(sophon_workbench::DEFAULT_PRESET, "built-in default preset", &[])
-                .map_err(anyhow::Error::from)
-                .and_then(|config| run_headless(config, BackendChoice::Auto, None, false))
+            ExperimentConfig::from_toml(
+                sophon_workbench::DEFAULT_PRESET,
+                "built-in default preset",
+                &[],
+            )
+            .map_err(anyhow::Error::from)
+            .and_then(|config| run_headless(config, BackendChoice::Auto, None, false))
         }
     };
     match result {
@@ -105,7 +112,12 @@ fn preview(config: &ExperimentConfig, out: &std::path::Path) -> Result<()> {
         let scale = (96 / domain.test.height).max(1) as u32;
         sophon_workbench::data::preview::save_contact_sheet(&domain.test, 8, scale, &path)
             .with_context(|| format!("{}: cannot write", path.display()))?;
-        println!("{name}: {} ({} classes) → {}", domain.test.name, domain.test.classes, path.display());
+        println!(
+            "{name}: {} ({} classes) → {}",
+            domain.test.name,
+            domain.test.classes,
+            path.display()
+        );
     }
     Ok(())
 }
@@ -117,7 +129,11 @@ fn show_backends() -> Result<()> {
             a.name,
             a.device_type,
             a.api,
-            if a.is_software() { " — a software rasteriser" } else { "" }
+            if a.is_software() {
+                " — a software rasteriser"
+            } else {
+                ""
+            }
         ),
         None => println!("wgpu adapter: none"),
     }
@@ -160,7 +176,10 @@ fn run_headless(
                 reason,
                 ..
             } => {
-                bar.println(format!("run folder {}\nbackend {backend} on {adapter}: {reason}", d.display()));
+                bar.println(format!(
+                    "run folder {}\nbackend {backend} on {adapter}: {reason}",
+                    d.display()
+                ));
                 dir = d;
             }
             Event::Phase { name, total_steps } => {
@@ -170,7 +189,9 @@ fn run_headless(
                 bar.reset_eta();
             }
             Event::Progress { step } => bar.set_position(step as u64),
-            Event::Metric(p) if p.series == "pretrain/loss" => bar.set_message(format!("loss {:.3}", p.value)),
+            Event::Metric(p) if p.series == "pretrain/loss" => {
+                bar.set_message(format!("loss {:.3}", p.value))
+            }
             Event::Metric(p) if p.series == "sophon/original_acc" => {
                 bar.set_message(format!("intactness {:.3}", p.value))
             }
@@ -210,7 +231,11 @@ fn print_summary(s: &Summary) {
             p.original_acc,
             p.restricted_acc,
             p.probe_restricted_acc,
-            if p.guard_triggered { " (stopped by the intactness guard)" } else { "" }
+            if p.guard_triggered {
+                " (stopped by the intactness guard)"
+            } else {
+                ""
+            }
         );
     }
     for a in &s.attack {

@@ -27,7 +27,10 @@ pub fn epoch_batches(len: usize, batch_size: usize, rng: Option<&mut Rng>) -> Ve
     if let Some(rng) = rng {
         rng.shuffle(&mut order);
     }
-    order.chunks(batch_size.max(1)).map(<[usize]>::to_vec).collect()
+    order
+        .chunks(batch_size.max(1))
+        .map(<[usize]>::to_vec)
+        .collect()
 }
 
 /// An endless source of shuffled batches that never drops the tail of an epoch: when the data

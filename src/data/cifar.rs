@@ -43,7 +43,10 @@ pub fn read_records(
                 format!("record {r}: label {label} is outside 0..{classes}"),
             ));
         }
-        let pixels: Vec<f32> = chunk[label_bytes..].iter().map(|&b| b as f32 / 255.0).collect();
+        let pixels: Vec<f32> = chunk[label_bytes..]
+            .iter()
+            .map(|&b| b as f32 / 255.0)
+            .collect();
         set.push(&pixels, label as u32);
     }
     Ok(())
@@ -75,7 +78,13 @@ pub fn load_cifar100(
         Cifar100Labels::Coarse => (0, 20),
         Cifar100Labels::Fine => (1, 100),
     };
-    let mut set = ImageSet::empty(&format!("CIFAR-100 ({})", dir.display()), 3, 32, 32, classes);
+    let mut set = ImageSet::empty(
+        &format!("CIFAR-100 ({})", dir.display()),
+        3,
+        32,
+        32,
+        classes,
+    );
     read_records(&dir.join(file), 2, index, classes, &mut set, limit)?;
     Ok(set)
 }

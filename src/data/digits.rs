@@ -35,20 +35,26 @@ pub fn parse(gz: &[u8], name: &str, split: Split) -> Result<ImageSet, DataError>
             ));
         }
         let parse = |s: &str| -> Result<f32, DataError> {
-            s.trim()
-                .parse::<f32>()
-                .map_err(|_| DataError::file(name, format!("line {}: `{s}` is not a number", i + 1)))
+            s.trim().parse::<f32>().map_err(|_| {
+                DataError::file(name, format!("line {}: `{s}` is not a number", i + 1))
+            })
         };
         for (p, f) in image.iter_mut().zip(&fields[..64]) {
             let v = parse(f)?;
             if !(0.0..=16.0).contains(&v) {
-                return Err(DataError::file(name, format!("line {}: pixel {v} outside 0..16", i + 1)));
+                return Err(DataError::file(
+                    name,
+                    format!("line {}: pixel {v} outside 0..16", i + 1),
+                ));
             }
             *p = v / 16.0;
         }
         let label = parse(fields[64])?;
         if !(0.0..10.0).contains(&label) || label.fract() != 0.0 {
-            return Err(DataError::file(name, format!("line {}: label {label} is not a digit", i + 1)));
+            return Err(DataError::file(
+                name,
+                format!("line {}: label {label} is not a digit", i + 1),
+            ));
         }
         let is_test = i % 5 == 4;
         if is_test == (split == Split::Test) {
@@ -84,7 +90,10 @@ mod tests {
         enc.write_all(b"1,2,3\n").unwrap();
         let err = parse(&enc.finish().unwrap(), "bad.csv.gz", Split::Train).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("bad.csv.gz") && msg.contains("line 1"), "{msg}");
+        assert!(
+            msg.contains("bad.csv.gz") && msg.contains("line 1"),
+            "{msg}"
+        );
         let err = parse(b"not gzip at all", "raw.csv.gz", Split::Train).unwrap_err();
         assert!(err.to_string().contains("raw.csv.gz"));
     }

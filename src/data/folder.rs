@@ -31,7 +31,10 @@ pub fn class_names(root: &Path) -> Result<Vec<String>, DataError> {
         .filter_map(|p| p.file_name().map(|f| f.to_string_lossy().into_owned()))
         .collect();
     if classes.is_empty() {
-        return Err(DataError::file(root, "no class sub-folders (expected one folder per class of PNG/JPEG images)"));
+        return Err(DataError::file(
+            root,
+            "no class sub-folders (expected one folder per class of PNG/JPEG images)",
+        ));
     }
     Ok(classes)
 }
@@ -52,9 +55,15 @@ pub fn load_sized(
     let mut per_class = Vec::with_capacity(classes.len());
     for class in &classes {
         let dir = root.join(class);
-        let files: Vec<PathBuf> = sorted_entries(&dir)?.into_iter().filter(|p| is_image(p)).collect();
+        let files: Vec<PathBuf> = sorted_entries(&dir)?
+            .into_iter()
+            .filter(|p| is_image(p))
+            .collect();
         if files.is_empty() {
-            return Err(DataError::file(&dir, "class folder holds no PNG/JPEG images"));
+            return Err(DataError::file(
+                &dir,
+                "class folder holds no PNG/JPEG images",
+            ));
         }
         per_class.push(files);
     }
@@ -74,7 +83,12 @@ pub fn load_sized(
 }
 
 /// Decode one image file to planar `channels × size × size` floats in `[0, 1]`.
-pub fn decode(path: &Path, channels: usize, size: usize, convert: bool) -> Result<Vec<f32>, DataError> {
+pub fn decode(
+    path: &Path,
+    channels: usize,
+    size: usize,
+    convert: bool,
+) -> Result<Vec<f32>, DataError> {
     let img = image::ImageReader::open(path)
         .map_err(|e| DataError::file(path, format!("cannot open: {e}")))?
         .with_guessed_format()
@@ -86,7 +100,9 @@ pub fn decode(path: &Path, channels: usize, size: usize, convert: bool) -> Resul
         let what = if colour { "a colour" } else { "a grey" };
         return Err(DataError::file(
             path,
-            format!("{what} image for a {channels}-channel input; set input.convert_channels = true to convert"),
+            format!(
+                "{what} image for a {channels}-channel input; set input.convert_channels = true to convert"
+            ),
         ));
     }
     let img = img.resize_exact(size as u32, size as u32, FilterType::Triangle);
@@ -96,7 +112,10 @@ pub fn decode(path: &Path, channels: usize, size: usize, convert: bool) -> Resul
 fn planar(img: &DynamicImage, channels: usize) -> Vec<f32> {
     let plane = (img.width() * img.height()) as usize;
     if channels == 1 {
-        img.to_luma8().pixels().map(|p| p.0[0] as f32 / 255.0).collect()
+        img.to_luma8()
+            .pixels()
+            .map(|p| p.0[0] as f32 / 255.0)
+            .collect()
     } else {
         let rgb = img.to_rgb8();
         let mut out = vec![0.0; 3 * plane];

@@ -60,11 +60,17 @@ pub fn read_images(
     let dims = header(&bytes, path, IMAGES_MAGIC, "images")?;
     let (n, rows, cols) = (dims[0], dims[1], dims[2]);
     if rows == 0 || cols == 0 || rows > 4096 || cols > 4096 {
-        return Err(DataError::file(path, format!("implausible image size {rows}×{cols}")));
+        return Err(DataError::file(
+            path,
+            format!("implausible image size {rows}×{cols}"),
+        ));
     }
     let body = &bytes[16..];
     let expected = n.checked_mul(rows * cols).ok_or_else(|| {
-        DataError::file(path, format!("header claims {n} images of {rows}×{cols}: too large"))
+        DataError::file(
+            path,
+            format!("header claims {n} images of {rows}×{cols}: too large"),
+        )
     })?;
     if body.len() != expected {
         return Err(DataError::file(
@@ -97,22 +103,31 @@ pub fn read_labels(path: &Path, limit: Option<usize>) -> Result<Vec<u8>, DataErr
 
 /// An image file and its label file as one set. Classes are `max label + 1` (at least 10 when the
 /// labels are digits, so that splits agree).
-pub fn load_pair(images: &Path, labels: &Path, limit: Option<usize>) -> Result<ImageSet, DataError> {
+pub fn load_pair(
+    images: &Path,
+    labels: &Path,
+    limit: Option<usize>,
+) -> Result<ImageSet, DataError> {
     let (n, rows, cols, pixels) = read_images(images, limit)?;
     let labs = read_labels(labels, limit)?;
     if labs.len() != n {
         return Err(DataError::file(
             labels,
-            format!("{} labels for {n} images in {}", labs.len(), images.display()),
+            format!(
+                "{} labels for {n} images in {}",
+                labs.len(),
+                images.display()
+            ),
         ));
     }
     let max = labs.iter().copied().max().unwrap_or(0) as usize;
     if max >= 256 {
         return Err(DataError::file(labels, "label out of range"));
     }
-    let name = images
-        .file_name()
-        .map_or_else(|| images.display().to_string(), |f| f.to_string_lossy().into_owned());
+    let name = images.file_name().map_or_else(
+        || images.display().to_string(),
+        |f| f.to_string_lossy().into_owned(),
+    );
     let mut set = ImageSet::empty(&name, 1, rows, cols, (max + 1).max(10));
     set.pixels = pixels.iter().map(|&b| b as f32 / 255.0).collect();
     set.labels = labs.iter().map(|&l| l as u32).collect();

@@ -196,7 +196,12 @@ fn load_split(
                 size: input.size,
                 channels: input.channels,
             };
-            Ok(procedural::generate(&spec, seed, split, [*train, *test][pick]))
+            Ok(procedural::generate(
+                &spec,
+                seed,
+                split,
+                [*train, *test][pick],
+            ))
         }
         DataSource::Digits => digits::load(split),
         DataSource::Idx {
@@ -210,10 +215,18 @@ fn load_split(
             idx::load_pair(images, labels, limit)
         }
         DataSource::Cifar10 { dir, .. } => cifar::load_cifar10(dir, split, limit),
-        DataSource::Cifar100 { dir, labels, .. } => cifar::load_cifar100(dir, split, *labels, limit),
+        DataSource::Cifar100 { dir, labels, .. } => {
+            cifar::load_cifar100(dir, split, *labels, limit)
+        }
         DataSource::Folder { train, test, .. } => {
             let root = [train, test][pick];
-            folder::load_sized(root, input.channels, input.size, input.convert_channels, limit)
+            folder::load_sized(
+                root,
+                input.channels,
+                input.size,
+                input.convert_channels,
+                limit,
+            )
         }
     }
 }

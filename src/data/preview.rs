@@ -22,7 +22,10 @@ pub fn contact_sheet(set: &ImageSet, per_class: usize, scale: u32) -> RgbImage {
         if filled[class] >= per_class {
             continue;
         }
-        let (x0, y0) = (gap + filled[class] as u32 * (w + gap), gap + class as u32 * (h + gap));
+        let (x0, y0) = (
+            gap + filled[class] as u32 * (w + gap),
+            gap + class as u32 * (h + gap),
+        );
         draw(set, i, &mut sheet, x0, y0, scale);
         filled[class] += 1;
     }
@@ -34,8 +37,14 @@ fn draw(set: &ImageSet, i: usize, sheet: &mut RgbImage, x0: u32, y0: u32, scale:
     let plane = set.height * set.width;
     for y in 0..set.height {
         for x in 0..set.width {
-            let at = |c: usize| (img[c * plane + y * set.width + x].clamp(0.0, 1.0) * 255.0).round() as u8;
-            let px = if set.channels == 3 { Rgb([at(0), at(1), at(2)]) } else { Rgb([at(0); 3]) };
+            let at = |c: usize| {
+                (img[c * plane + y * set.width + x].clamp(0.0, 1.0) * 255.0).round() as u8
+            };
+            let px = if set.channels == 3 {
+                Rgb([at(0), at(1), at(2)])
+            } else {
+                Rgb([at(0); 3])
+            };
             for dy in 0..scale {
                 for dx in 0..scale {
                     sheet.put_pixel(x0 + x as u32 * scale + dx, y0 + y as u32 * scale + dy, px);
@@ -46,6 +55,11 @@ fn draw(set: &ImageSet, i: usize, sheet: &mut RgbImage, x0: u32, y0: u32, scale:
 }
 
 /// Write a contact sheet to `path` (PNG).
-pub fn save_contact_sheet(set: &ImageSet, per_class: usize, scale: u32, path: &Path) -> image::ImageResult<()> {
+pub fn save_contact_sheet(
+    set: &ImageSet,
+    per_class: usize,
+    scale: u32,
+    path: &Path,
+) -> image::ImageResult<()> {
     contact_sheet(set, per_class, scale).save(path)
 }

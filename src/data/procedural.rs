@@ -36,7 +36,15 @@ impl ProceduralDomain {
             ],
             ProceduralDomain::Strokes => ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"],
             ProceduralDomain::Textures => [
-                "stripes", "checker", "dots", "grid", "rings", "spiral", "noise", "gabor", "zigzag",
+                "stripes",
+                "checker",
+                "dots",
+                "grid",
+                "rings",
+                "spiral",
+                "noise",
+                "gabor",
+                "zigzag",
                 "crosshatch",
             ],
             ProceduralDomain::Counting => ["1", "2", "3", "4", "5", "6", "7", "8", "9", "10"],
@@ -188,7 +196,10 @@ impl Canvas {
 
     fn coords(&self, y: usize, x: usize) -> (f32, f32) {
         let n = self.size as f32;
-        ((x as f32 + 0.5) / n * 2.0 - 1.0, (y as f32 + 0.5) / n * 2.0 - 1.0)
+        (
+            (x as f32 + 0.5) / n * 2.0 - 1.0,
+            (y as f32 + 0.5) / n * 2.0 - 1.0,
+        )
     }
 
     /// Fill every pixel with `lo + t (hi - lo)`, `t = f(u, v) ∈ [0, 1]`.
@@ -335,7 +346,10 @@ impl Shape {
 
     fn sdf(&self, u: f32, v: f32) -> f32 {
         let (du, dv) = ((u - self.cx) / self.scale, (v - self.cy) / self.scale);
-        let (x, y) = (self.cos * du + self.sin * dv, -self.sin * du + self.cos * dv);
+        let (x, y) = (
+            self.cos * du + self.sin * dv,
+            -self.sin * du + self.cos * dv,
+        );
         let r = x.hypot(y);
         let local = match self.class {
             0 => r - 0.9,
@@ -438,7 +452,10 @@ fn blobs(count: usize, rng: &mut Rng) -> Vec<(f32, f32, f32)> {
     let mut tries = 0;
     while out.len() < count {
         let rr = r * rng.range(0.8, 1.15);
-        let (cx, cy) = (rng.range(-0.85 + rr, 0.85 - rr), rng.range(-0.85 + rr, 0.85 - rr));
+        let (cx, cy) = (
+            rng.range(-0.85 + rr, 0.85 - rr),
+            rng.range(-0.85 + rr, 0.85 - rr),
+        );
         tries += 1;
         let free = out
             .iter()
@@ -491,7 +508,10 @@ impl Texture {
                 if s > 0.0 { 1.0 } else { 0.0 }
             }
             2 => {
-                let (fa, fb) = ((f * a + self.phase).rem_euclid(1.0), (f * b).rem_euclid(1.0));
+                let (fa, fb) = (
+                    (f * a + self.phase).rem_euclid(1.0),
+                    (f * b).rem_euclid(1.0),
+                );
                 let d = (fa - 0.5).hypot(fb - 0.5);
                 (0.5 - (d - 0.25) * 8.0).clamp(0.0, 1.0)
             }
@@ -594,15 +614,28 @@ mod tests {
                 let (lo, hi) = img
                     .iter()
                     .fold((1.0f32, 0.0f32), |(lo, hi), &p| (lo.min(p), hi.max(p)));
-                assert!(hi - lo > 0.3, "{d:?} sample {i} is nearly flat ({lo}..{hi})");
+                assert!(
+                    hi - lo > 0.3,
+                    "{d:?} sample {i} is nearly flat ({lo}..{hi})"
+                );
             }
         }
     }
 
     #[test]
     fn texture_background_differs_from_plain() {
-        let plain = sample(&spec(ProceduralDomain::Shapes, Background::Plain, 1), 3, Split::Train, 4);
-        let tex = sample(&spec(ProceduralDomain::Shapes, Background::Texture, 1), 3, Split::Train, 4);
+        let plain = sample(
+            &spec(ProceduralDomain::Shapes, Background::Plain, 1),
+            3,
+            Split::Train,
+            4,
+        );
+        let tex = sample(
+            &spec(ProceduralDomain::Shapes, Background::Texture, 1),
+            3,
+            Split::Train,
+            4,
+        );
         assert_eq!(plain.1, tex.1);
         assert_ne!(plain.0, tex.0);
     }

@@ -32,7 +32,14 @@ pub fn convert_channels(image: &[f32], from: usize, to: usize, plane: usize) -> 
 
 /// Resize each channel plane. Bilinear when enlarging; box-averaging over the source footprint
 /// when shrinking, so thin strokes do not vanish.
-pub fn resize(image: &[f32], channels: usize, h: usize, w: usize, nh: usize, nw: usize) -> Vec<f32> {
+pub fn resize(
+    image: &[f32],
+    channels: usize,
+    h: usize,
+    w: usize,
+    nh: usize,
+    nw: usize,
+) -> Vec<f32> {
     if h == nh && w == nw {
         return image.to_vec();
     }
@@ -47,7 +54,13 @@ pub fn resize(image: &[f32], channels: usize, h: usize, w: usize, nh: usize, nw:
                 dst[y * nw + x] = if sy > 1.0 || sx > 1.0 {
                     box_sample(src, h, w, y as f32 * sy, x as f32 * sx, sy, sx)
                 } else {
-                    bilinear(src, h, w, (y as f32 + 0.5) * sy - 0.5, (x as f32 + 0.5) * sx - 0.5)
+                    bilinear(
+                        src,
+                        h,
+                        w,
+                        (y as f32 + 0.5) * sy - 0.5,
+                        (x as f32 + 0.5) * sx - 0.5,
+                    )
                 };
             }
         }

@@ -81,7 +81,10 @@ impl RunFolder {
         if dir.join("metrics.jsonl").exists() || dir.join("summary.json").exists() {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
-                format!("{} already holds a run; choose another --out", dir.display()),
+                format!(
+                    "{} already holds a run; choose another --out",
+                    dir.display()
+                ),
             ));
         }
         fs::create_dir_all(dir.join("checkpoints"))?;
@@ -109,7 +112,8 @@ impl RunFolder {
         let kept: Vec<MetricPoint> = read_metrics(dir)?
             .into_iter()
             .filter(|m| {
-                m.series.starts_with("pretrain/") || (m.series.starts_with("sophon/") && m.step <= done)
+                m.series.starts_with("pretrain/")
+                    || (m.series.starts_with("sophon/") && m.step <= done)
             })
             .collect();
         let mut text = String::new();
@@ -118,7 +122,9 @@ impl RunFolder {
             text.push('\n');
         }
         write_atomic(&dir.join("metrics.jsonl"), text.as_bytes())?;
-        let metrics = OpenOptions::new().append(true).open(dir.join("metrics.jsonl"))?;
+        let metrics = OpenOptions::new()
+            .append(true)
+            .open(dir.join("metrics.jsonl"))?;
         Ok(Self {
             dir: dir.to_path_buf(),
             metrics,
@@ -167,17 +173,29 @@ impl RunFolder {
         let name = format!("sophon-{:06}", ck.progress.iteration);
         let base = self.dir.join("checkpoints");
         let dir = base.join(&name);
-        let fail = |what: &str, e: &dyn std::fmt::Display| format!("{}: cannot save {what}: {e}", dir.display());
+        let fail = |what: &str, e: &dyn std::fmt::Display| {
+            format!("{}: cannot save {what}: {e}", dir.display())
+        };
         fs::create_dir_all(&dir).map_err(|e| fail("checkpoint", &e))?;
-        ck.model.clone().save_file(dir.join("model.bpk")).map_err(|e| fail("model", &e))?;
-        ck.fts_optim.save(dir.join("fts-optim.bpk")).map_err(|e| fail("FTS optimizer", &e))?;
-        ck.ntr_optim.save(dir.join("ntr-optim.bpk")).map_err(|e| fail("NTR optimizer", &e))?;
+        ck.model
+            .clone()
+            .save_file(dir.join("model.bpk"))
+            .map_err(|e| fail("model", &e))?;
+        ck.fts_optim
+            .save(dir.join("fts-optim.bpk"))
+            .map_err(|e| fail("FTS optimizer", &e))?;
+        ck.ntr_optim
+            .save(dir.join("ntr-optim.bpk"))
+            .map_err(|e| fail("NTR optimizer", &e))?;
         let state = SophonState {
             dir: name.clone(),
             progress: ck.progress.clone(),
         };
         write_json(&base.join("sophon-state.json"), &state).map_err(|e| fail("state", &e))?;
-        for entry in fs::read_dir(&base).map_err(|e| fail("checkpoint", &e))?.flatten() {
+        for entry in fs::read_dir(&base)
+            .map_err(|e| fail("checkpoint", &e))?
+            .flatten()
+        {
             let n = entry.file_name().to_string_lossy().into_owned();
             if n.starts_with("sophon-") && n != name && entry.path().is_dir() {
                 let _ = fs::remove_dir_all(entry.path());
@@ -208,7 +226,8 @@ impl RunFolder {
                 let (fts, ntr) = protect::optimizers();
                 let optim = |o: burn::optim::ModuleOptimizer, f: &str| {
                     let path = dir.join(f);
-                    o.load(&path).map_err(|e| format!("{}: cannot load: {e}", path.display()))
+                    o.load(&path)
+                        .map_err(|e| format!("{}: cannot load: {e}", path.display()))
                 };
                 Some(protect::Resume {
                     model: load(&dir.join("model.bpk"))?,
@@ -225,9 +244,12 @@ impl RunFolder {
 fn read_state(dir: &Path) -> io::Result<Option<SophonState>> {
     let path = dir.join("checkpoints").join("sophon-state.json");
     match fs::read_to_string(&path) {
-        Ok(text) => serde_json::from_str(&text)
-            .map(Some)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", path.display()))),
+        Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: {e}", path.display()),
+            )
+        }),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }
@@ -252,8 +274,12 @@ pub fn read_metrics(dir: &Path) -> io::Result<Vec<MetricPoint>> {
 pub fn read_summary(dir: &Path) -> io::Result<Summary> {
     let path = dir.join("summary.json");
     let text = fs::read_to_string(&path)?;
-    serde_json::from_str(&text)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", path.display())))
+    serde_json::from_str(&text).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: {e}", path.display()),
+        )
+    })
 }
 
 /// `YYYYMMDD-HHMMSS` in UTC.

@@ -76,7 +76,10 @@ pub enum Event {
 impl Event {
     /// True for the last event of a run.
     pub fn is_terminal(&self) -> bool {
-        matches!(self, Event::Finished(_) | Event::Stopped(_) | Event::Failed(_))
+        matches!(
+            self,
+            Event::Finished(_) | Event::Stopped(_) | Event::Failed(_)
+        )
     }
 }
 
@@ -131,7 +134,9 @@ fn execute(request: RunRequest, commands: &Receiver<Command>, emit: &dyn Fn(Even
             }
             RunFolder::reopen(dir)
         }
-        (OutDir::In(_), true) => return Event::Failed("resuming needs the run folder itself".into()),
+        (OutDir::In(_), true) => {
+            return Event::Failed("resuming needs the run folder itself".into());
+        }
         (OutDir::In(base), false) => RunFolder::create_in(base, &request.config.name),
         (OutDir::Exact(dir), false) => RunFolder::create_at(dir),
     };
@@ -182,7 +187,10 @@ fn execute(request: RunRequest, commands: &Receiver<Command>, emit: &dyn Fn(Even
     }
     match folder.write_summary(&summary) {
         Ok(()) => terminal,
-        Err(e) => Event::Failed(format!("{}: cannot write summary.json: {e}", folder.dir.display())),
+        Err(e) => Event::Failed(format!(
+            "{}: cannot write summary.json: {e}",
+            folder.dir.display()
+        )),
     }
 }
 
@@ -281,8 +289,9 @@ impl Monitor for ChannelMonitor<'_> {
             value,
         };
         if let Err(e) = self.folder.append_metric(&point) {
-            self.write_error
-                .get_or_insert_with(|| format!("{}: cannot append metrics: {e}", self.folder.dir.display()));
+            self.write_error.get_or_insert_with(|| {
+                format!("{}: cannot append metrics: {e}", self.folder.dir.display())
+            });
         }
         (self.emit)(Event::Metric(point));
     }

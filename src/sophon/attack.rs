@@ -60,11 +60,21 @@ pub fn fine_tune(
     let initial = accuracy(&model, &restricted.test, eval_batch, &devices.eval);
     monitor.metric(&series, 0, initial);
     let mut per_epoch = Vec::with_capacity(strategy.epochs);
-    let name_key = strategy.name.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64));
+    let name_key = strategy
+        .name
+        .bytes()
+        .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64));
     for epoch in 0..strategy.epochs {
         let mut rng = Rng::from_keys(&[seed, 0x41_54_4B, name_key, epoch as u64]);
         for idx in epoch_batches(restricted.train.len(), strategy.batch_size, Some(&mut rng)) {
-            let (m, _) = train_step(model, &mut optim, strategy.optimizer.lr, &restricted.train, &idx, &devices.train);
+            let (m, _) = train_step(
+                model,
+                &mut optim,
+                strategy.optimizer.lr,
+                &restricted.train,
+                &idx,
+                &devices.train,
+            );
             model = m;
             *step += 1;
             monitor.step(*step)?;

@@ -138,11 +138,17 @@ impl SophonConfig {
             return Err(invalid(f("outer_iterations"), "must be at least 1"));
         }
         if self.fts_loops + self.ntr_loops == 0 {
-            return Err(invalid(f("fts_loops"), "fts_loops and ntr_loops cannot both be 0"));
+            return Err(invalid(
+                f("fts_loops"),
+                "fts_loops and ntr_loops cannot both be 0",
+            ));
         }
         for (name, v) in [("alpha", self.alpha), ("beta", self.beta)] {
             if !(v > 0.0 && v.is_finite()) {
-                return Err(invalid(f(name), format!("must be a positive number (got {v})")));
+                return Err(invalid(
+                    f(name),
+                    format!("must be a positive number (got {v})"),
+                ));
             }
         }
         if !(self.clip >= 0.0 && self.clip.is_finite()) {
@@ -152,7 +158,10 @@ impl SophonConfig {
             return Err(invalid(f("inner_steps"), "must be at least 1"));
         }
         if self.environments.is_empty() {
-            return Err(invalid(f("environments"), "needs at least one simulated environment"));
+            return Err(invalid(
+                f("environments"),
+                "needs at least one simulated environment",
+            ));
         }
         for (i, env) in self.environments.iter().enumerate() {
             let e = format!("sophon.environments[{i}]");
@@ -166,12 +175,18 @@ impl SophonConfig {
                 ));
             }
             if !(env.optimizer.lr > 0.0 && env.optimizer.lr.is_finite()) {
-                return Err(invalid(format!("{e}.optimizer.lr"), "must be a positive number"));
+                return Err(invalid(
+                    format!("{e}.optimizer.lr"),
+                    "must be a positive number",
+                ));
             }
             if env.query_size == 0 || env.query_size >= env.batch_size {
                 return Err(invalid(
                     format!("{e}.query_size"),
-                    format!("must be between 1 and batch_size - 1 ({})", env.batch_size.saturating_sub(1)),
+                    format!(
+                        "must be between 1 and batch_size - 1 ({})",
+                        env.batch_size.saturating_sub(1)
+                    ),
                 ));
             }
         }
@@ -182,12 +197,18 @@ impl SophonConfig {
             return Err(invalid(f("eval_every"), "must be at least 1"));
         }
         if self.probe.steps == 0 || self.probe.batch_size == 0 {
-            return Err(invalid(f("probe.steps"), "probe steps and batch_size must be at least 1"));
+            return Err(invalid(
+                f("probe.steps"),
+                "probe steps and batch_size must be at least 1",
+            ));
         }
-        if let Some(g) = &self.guard {
-            if !(0.0..=1.0).contains(&g.min_original_acc) {
-                return Err(invalid(f("guard.min_original_acc"), "must be a fraction in [0, 1]"));
-            }
+        if let Some(g) = &self.guard
+            && !(0.0..=1.0).contains(&g.min_original_acc)
+        {
+            return Err(invalid(
+                f("guard.min_original_acc"),
+                "must be a fraction in [0, 1]",
+            ));
         }
         Ok(())
     }

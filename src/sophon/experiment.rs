@@ -7,8 +7,8 @@ use burn::module::Module;
 use serde::{Deserialize, Serialize};
 
 use super::attack::{self, AttackResult};
-use super::train::{accuracy, pretrain};
 use super::protect::{self, SophonSummary};
+use super::train::{accuracy, pretrain};
 use super::{Devices, Interrupted, Monitor};
 use crate::config::{ExperimentConfig, Start};
 use crate::data::{self, DataError, Domain};
@@ -59,12 +59,22 @@ pub fn load_domains(config: &ExperimentConfig) -> Result<(Domain, Domain), DataE
 }
 
 pub fn model_config(config: &ExperimentConfig, classes: usize) -> ClassifierConfig {
-    ClassifierConfig::new(config.model.kind, config.input.channels, config.input.size, classes)
-        .with_hidden(config.model.hidden.clone())
+    ClassifierConfig::new(
+        config.model.kind,
+        config.input.channels,
+        config.input.size,
+        classes,
+    )
+    .with_hidden(config.model.hidden.clone())
 }
 
 /// A freshly initialised model, deterministic in `seed`.
-pub fn fresh_model(config: &ExperimentConfig, classes: usize, seed: u64, devices: &Devices) -> Classifier {
+pub fn fresh_model(
+    config: &ExperimentConfig,
+    classes: usize,
+    seed: u64,
+    devices: &Devices,
+) -> Classifier {
     devices.train.seed(seed);
     model_config(config, classes).init(&devices.train)
 }
@@ -98,7 +108,9 @@ pub fn run(
 
     // Pre-training on the original domain (or a checkpoint, or the run being resumed).
     let skeleton = fresh_model(config, classes, config.seed, devices);
-    let resume = monitor.resume_state(&skeleton).map_err(EngineError::Model)?;
+    let resume = monitor
+        .resume_state(&skeleton)
+        .map_err(EngineError::Model)?;
     let (model, sophon_resume) = match resume {
         Some(r) => {
             monitor.log("resuming from the run's checkpoints");
@@ -110,9 +122,19 @@ pub fn run(
                 Some(path) => skeleton.try_load_file(path).map_err(|e| {
                     EngineError::Model(format!("{}: cannot load checkpoint: {e}", path.display()))
                 })?,
-                None => pretrain(skeleton, &original, &config.pretrain, eval_batch, config.seed, devices, monitor)?,
+                None => pretrain(
+                    skeleton,
+                    &original,
+                    &config.pretrain,
+                    eval_batch,
+                    config.seed,
+                    devices,
+                    monitor,
+                )?,
             };
-            monitor.save_model("pretrained", &model).map_err(EngineError::Model)?;
+            monitor
+                .save_model("pretrained", &model)
+                .map_err(EngineError::Model)?;
             let pre = PretrainSummary {
                 original_acc: accuracy(&model, &original.test, eval_batch, &devices.eval),
                 restricted_acc: accuracy(&model, &restricted.test, eval_batch, &devices.eval),
@@ -141,7 +163,9 @@ pub fn run(
                 monitor,
                 sophon_resume,
             )?;
-            monitor.save_model("protected", &protected).map_err(EngineError::Model)?;
+            monitor
+                .save_model("protected", &protected)
+                .map_err(EngineError::Model)?;
             monitor.log(&format!(
                 "protected: original accuracy {:.3}, restricted accuracy (no fine-tuning) {:.3}, probe {:.3}",
                 s.original_acc, s.restricted_acc, s.probe_restricted_acc
@@ -171,7 +195,15 @@ pub fn run(
                 (Start::Scratch, _) => &scratch,
             };
             let result = attack::fine_tune(
-                from, start, strategy, &restricted, eval_batch, config.seed, devices, monitor, &mut step,
+                from,
+                start,
+                strategy,
+                &restricted,
+                eval_batch,
+                config.seed,
+                devices,
+                monitor,
+                &mut step,
             )?;
             summary.attack.push(result);
         }

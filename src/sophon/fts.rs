@@ -15,9 +15,9 @@ use super::config::{SimLayers, SophonConfig};
 use super::losses::suppression;
 use super::train::cross_entropy;
 use super::{Devices, Interrupted, Monitor};
+use crate::data::ImageSet;
 use crate::data::batch;
 use crate::data::rng::Rng;
-use crate::data::ImageSet;
 use crate::model::Classifier;
 
 /// `size` distinct random indices of `0..len` (with repeats only when `size > len`).
@@ -91,7 +91,8 @@ impl ModuleVisitor for Scale<'_> {
 pub fn grad_norm(model: &Classifier, grads: &GradientsParams) -> f64 {
     let mut v = SquaredNorm { grads, total: None };
     model.visit(&mut v);
-    v.total.map_or(0.0, |t| (t.into_scalar::<f32>() as f64).sqrt())
+    v.total
+        .map_or(0.0, |t| (t.into_scalar::<f32>() as f64).sqrt())
 }
 
 /// The outcome of one FTS step.
@@ -175,5 +176,11 @@ pub fn fts_step(
         });
     }
     let model = optim.step(alpha, model, grads);
-    Ok((model, FtsStats { loss, grad_norm: norm }))
+    Ok((
+        model,
+        FtsStats {
+            loss,
+            grad_norm: norm,
+        },
+    ))
 }

@@ -78,12 +78,19 @@ mod tests {
         let loss = f(z.clone(), y);
         let value = loss.clone().into_scalar::<f32>() as f64;
         let grads = loss.backward();
-        let g = z.grad(&grads).unwrap().into_data().try_to_vec::<f32>().unwrap();
+        let g = z
+            .grad(&grads)
+            .unwrap()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
         (value, g.into_iter().map(f64::from).collect())
     }
 
     fn rows() -> Vec<Vec<f64>> {
-        Z.iter().map(|r| r.iter().map(|&v| v as f64).collect()).collect()
+        Z.iter()
+            .map(|r| r.iter().map(|&v| v as f64).collect())
+            .collect()
     }
 
     fn close(got: &[f64], want: &[f64]) {
@@ -117,7 +124,11 @@ mod tests {
             let s = softmax(&neg);
             value += -s[y as usize].ln() / 2.0;
             // dL/dz = onehot − softmax(−z)
-            grad.extend(s.iter().enumerate().map(|(j, s)| (f64::from(j == y as usize) - s) / 2.0));
+            grad.extend(
+                s.iter()
+                    .enumerate()
+                    .map(|(j, s)| (f64::from(j == y as usize) - s) / 2.0),
+            );
         }
         let (v, g) = eval(ice_reference);
         assert!((v - value).abs() < 1e-5, "{v} vs {value}");
@@ -148,7 +159,11 @@ mod tests {
         for (z, &y) in rows().iter().zip(&Y) {
             let p = softmax(z);
             value += p[y as usize].ln() / 2.0;
-            grad.extend(p.iter().enumerate().map(|(j, p)| -(p - f64::from(j == y as usize)) / 2.0));
+            grad.extend(
+                p.iter()
+                    .enumerate()
+                    .map(|(j, p)| -(p - f64::from(j == y as usize)) / 2.0),
+            );
         }
         let (v, g) = eval(ce_ascent);
         assert!((v - value).abs() < 1e-5, "{v} vs {value}");

@@ -8,7 +8,8 @@ use crate::config::{OptimizerConfig, OptimizerKind};
 
 /// A type-erased burn optimizer for `config` (its learning rate is passed at each step).
 pub fn build(config: &OptimizerConfig) -> ModuleOptimizer {
-    let decay = (config.weight_decay > 0.0).then(|| WeightDecayConfig::new(config.weight_decay as f32));
+    let decay =
+        (config.weight_decay > 0.0).then(|| WeightDecayConfig::new(config.weight_decay as f32));
     match config.kind {
         OptimizerKind::Sgd => SgdConfig::new().with_weight_decay(decay).init(),
         OptimizerKind::SgdMomentum => SgdConfig::new()

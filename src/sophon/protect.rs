@@ -101,7 +101,15 @@ pub fn probe(
     let mut rng = Rng::from_keys(&[seed, 0x50_52_4F_42, iteration as u64]);
     for _ in 0..config.steps {
         let idx = sample_batch(restricted.train.len(), config.batch_size, &mut rng);
-        copy = train_step(copy, &mut optim, config.optimizer.lr, &restricted.train, &idx, &devices.train).0;
+        copy = train_step(
+            copy,
+            &mut optim,
+            config.optimizer.lr,
+            &restricted.train,
+            &idx,
+            &devices.train,
+        )
+        .0;
     }
     accuracy(&copy, &restricted.test, eval_batch, &devices.eval)
 }
@@ -152,7 +160,15 @@ pub fn protect(
     if p.iteration == 0 {
         record_settings(monitor, &p, 0);
         p.original_acc = accuracy(&model, &original.test, eval_batch, &devices.eval);
-        p.probe_restricted_acc = probe(&model, restricted, &config.probe, eval_batch, seed, 0, devices);
+        p.probe_restricted_acc = probe(
+            &model,
+            restricted,
+            &config.probe,
+            eval_batch,
+            seed,
+            0,
+            devices,
+        );
         monitor.metric("sophon/original_acc", 0, p.original_acc);
         monitor.metric("sophon/probe_restricted_acc", 0, p.probe_restricted_acc);
     }
@@ -175,7 +191,16 @@ pub fn protect(
 
         let mut fts_loss = 0.0;
         for _ in 0..p.fts_loops {
-            let (m, stats) = fts_step(model, &mut fts_optim, p.alpha, config, &restricted.train, &mut rng, devices, monitor)?;
+            let (m, stats) = fts_step(
+                model,
+                &mut fts_optim,
+                p.alpha,
+                config,
+                &restricted.train,
+                &mut rng,
+                devices,
+                monitor,
+            )?;
             model = m;
             fts_loss += stats.loss / p.fts_loops as f64;
             monitor.metric("sophon/fts_grad_norm", it, stats.grad_norm);
@@ -186,7 +211,14 @@ pub fn protect(
         let mut ntr_loss = 0.0;
         for _ in 0..p.ntr_loops {
             let idx = sample_batch(original.train.len(), config.ntr_batch_size, &mut rng);
-            let (m, loss) = train_step(model, &mut ntr_optim, p.beta, &original.train, &idx, &devices.train);
+            let (m, loss) = train_step(
+                model,
+                &mut ntr_optim,
+                p.beta,
+                &original.train,
+                &idx,
+                &devices.train,
+            );
             model = m;
             ntr_loss += loss / p.ntr_loops as f64;
             monitor.poll()?;
@@ -197,20 +229,28 @@ pub fn protect(
 
         if it % p.eval_every == 0 || it == config.outer_iterations {
             p.original_acc = accuracy(&model, &original.test, eval_batch, &devices.eval);
-            p.probe_restricted_acc = probe(&model, restricted, &config.probe, eval_batch, seed, it, devices);
+            p.probe_restricted_acc = probe(
+                &model,
+                restricted,
+                &config.probe,
+                eval_batch,
+                seed,
+                it,
+                devices,
+            );
             monitor.metric("sophon/original_acc", it, p.original_acc);
             monitor.metric("sophon/probe_restricted_acc", it, p.probe_restricted_acc);
-            if let (Some(guard), Some(start)) = (&config.guard, rollback) {
-                if p.original_acc < guard.min_original_acc {
-                    monitor.log(&format!(
+            if let (Some(guard), Some(start)) = (&config.guard, rollback)
+                && p.original_acc < guard.min_original_acc
+            {
+                monitor.log(&format!(
                         "intactness guard: original accuracy {:.3} < {:.3} at iteration {it}; rolled back to its start and stopped",
                         p.original_acc, guard.min_original_acc
                     ));
-                    model = start;
-                    p.original_acc = accuracy(&model, &original.test, eval_batch, &devices.eval);
-                    guard_triggered = true;
-                    break;
-                }
+                model = start;
+                p.original_acc = accuracy(&model, &original.test, eval_batch, &devices.eval);
+                guard_triggered = true;
+                break;
             }
         }
         p.iteration = it;

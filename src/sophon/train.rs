@@ -67,7 +67,14 @@ pub fn pretrain(
     for epoch in 0..config.epochs {
         let mut rng = Rng::from_keys(&[seed, 0x50_52_45, epoch as u64]);
         for idx in epoch_batches(original.train.len(), config.batch_size, Some(&mut rng)) {
-            let (m, loss) = train_step(model, &mut optim, config.optimizer.lr, &original.train, &idx, &devices.train);
+            let (m, loss) = train_step(
+                model,
+                &mut optim,
+                config.optimizer.lr,
+                &original.train,
+                &idx,
+                &devices.train,
+            );
             model = m;
             step += 1;
             monitor.metric("pretrain/loss", step, loss);
@@ -75,7 +82,11 @@ pub fn pretrain(
         }
         let acc = accuracy(&model, &original.test, eval_batch, &devices.eval);
         monitor.metric("pretrain/original_acc", epoch + 1, acc);
-        monitor.log(&format!("pre-training epoch {}: original test accuracy {:.3}", epoch + 1, acc));
+        monitor.log(&format!(
+            "pre-training epoch {}: original test accuracy {:.3}",
+            epoch + 1,
+            acc
+        ));
     }
     Ok(model)
 }

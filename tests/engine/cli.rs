@@ -11,15 +11,29 @@ fn run_writes_a_complete_run_folder_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("quick");
     let status = workbench()
-        .args(["run", concat!(env!("CARGO_MANIFEST_DIR"), "/presets/quick.toml"), "--backend", "flex"])
+        .args([
+            "run",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/presets/quick.toml"),
+            "--backend",
+            "flex",
+        ])
         .arg("--out")
         .arg(&out)
         .args(["--set", "original.train=1500", "--set", "pretrain.epochs=3"])
-        .args(["--set", "restricted.train=300", "--set", "evaluation.strategies.0.epochs=1"])
+        .args([
+            "--set",
+            "restricted.train=300",
+            "--set",
+            "evaluation.strategies.0.epochs=1",
+        ])
         .args(["--set", "sophon.outer_iterations=2"])
         .output()
         .unwrap();
-    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["status"], "finished");
@@ -37,13 +51,21 @@ fn run_writes_a_complete_run_folder_and_exits_zero() {
     assert!(out.join("checkpoints/protected.bpk").exists());
     assert!(out.join("checkpoints/sophon-state.json").exists());
     let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
-    assert!(config.contains("train = 1500"), "the resolved config holds the overrides");
+    assert!(
+        config.contains("train = 1500"),
+        "the resolved config holds the overrides"
+    );
 }
 
 #[test]
 fn errors_exit_non_zero_with_one_line_naming_the_problem() {
     let out = workbench()
-        .args(["run", concat!(env!("CARGO_MANIFEST_DIR"), "/presets/quick.toml"), "--set", "input.size=2"])
+        .args([
+            "run",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/presets/quick.toml"),
+            "--set",
+            "input.size=2",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -51,10 +73,16 @@ fn errors_exit_non_zero_with_one_line_naming_the_problem() {
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("input.size"), "{err}");
 
-    let out = workbench().args(["run", "/no/such/preset.toml"]).output().unwrap();
+    let out = workbench()
+        .args(["run", "/no/such/preset.toml"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such/preset.toml"));
 
-    let out = workbench().args(["run", "x.toml", "--backend", "cuda"]).output().unwrap();
+    let out = workbench()
+        .args(["run", "x.toml", "--backend", "cuda"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
 }

@@ -58,13 +58,25 @@ fn bad_overrides_and_fields_are_named() {
 #[test]
 fn unknown_fields_are_rejected_with_their_name() {
     let text = QUICK_PRESET.replace("[pretrain]", "[pretrain]\nepoch = 3");
-    let err = ExperimentConfig::from_toml(&text, "typo.toml", &[]).unwrap_err().to_string();
+    let err = ExperimentConfig::from_toml(&text, "typo.toml", &[])
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("typo.toml") && err.contains("epoch"), "{err}");
-    let text = QUICK_PRESET.replace("domain = \"shapes\"\nbackground = \"plain\"", "domain = \"shapes\"\nbackgrund = \"plain\"");
-    let err = ExperimentConfig::from_toml(&text, "typo.toml", &[]).unwrap_err().to_string();
+    let text = QUICK_PRESET.replace(
+        "domain = \"shapes\"\nbackground = \"plain\"",
+        "domain = \"shapes\"\nbackgrund = \"plain\"",
+    );
+    let err = ExperimentConfig::from_toml(&text, "typo.toml", &[])
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("backgrund"), "{err}");
-    let err = ExperimentConfig::from_toml("seed = [", "syntax.toml", &[]).unwrap_err().to_string();
-    assert!(err.contains("syntax.toml") && err.contains("line 1"), "{err}");
+    let err = ExperimentConfig::from_toml("seed = [", "syntax.toml", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("syntax.toml") && err.contains("line 1"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -74,12 +86,24 @@ fn out_of_range_values_name_the_field() {
         ("input.size=4", "input.size"),
         ("pretrain.epochs=0", "pretrain.epochs"),
         ("pretrain.optimizer.lr=-1", "pretrain.optimizer.lr"),
-        ("evaluation.strategies.0.batch_size=0", "evaluation.strategies[0].batch_size"),
-        ("evaluation.strategies.0.optimizer.momentum=1.5", "evaluation.strategies[0].optimizer.momentum"),
+        (
+            "evaluation.strategies.0.batch_size=0",
+            "evaluation.strategies[0].batch_size",
+        ),
+        (
+            "evaluation.strategies.0.optimizer.momentum=1.5",
+            "evaluation.strategies[0].optimizer.momentum",
+        ),
         ("original.train=0", "original.train"),
         ("evaluation.starts=[]", "evaluation.starts"),
-        ("sophon.environments.0.query_size=60", "sophon.environments[0].query_size"),
-        ("sophon.environments.0.optimizer.kind=\"rmsprop\"", "sophon.environments[0].optimizer.kind"),
+        (
+            "sophon.environments.0.query_size=60",
+            "sophon.environments[0].query_size",
+        ),
+        (
+            "sophon.environments.0.optimizer.kind=\"rmsprop\"",
+            "sophon.environments[0].optimizer.kind",
+        ),
         ("sophon.alpha=0", "sophon.alpha"),
         ("sophon.eval_every=0", "sophon.eval_every"),
     ] {
@@ -93,15 +117,23 @@ fn protected_start_needs_sophon() {
     let text = sophon_workbench::QUICK_PRESET;
     let without = &text[..text.find("[sophon]").unwrap()];
     let o = vec!["evaluation.starts=[\"protected\", \"scratch\"]".to_string()];
-    let err = ExperimentConfig::from_toml(without, "no-sophon.toml", &o).unwrap_err().to_string();
-    assert!(err.starts_with("evaluation.starts") && err.contains("[sophon]"), "{err}");
+    let err = ExperimentConfig::from_toml(without, "no-sophon.toml", &o)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("evaluation.starts") && err.contains("[sophon]"),
+        "{err}"
+    );
 }
 
 #[test]
 fn channel_contradictions_need_a_conversion_setting() {
     let cifar = ["restricted={ source = \"cifar10\", dir = \"/nowhere\" }"];
     let err = quick(&cifar).unwrap_err();
-    assert!(err.starts_with("restricted.source") && err.contains("convert_channels"), "{err}");
+    assert!(
+        err.starts_with("restricted.source") && err.contains("convert_channels"),
+        "{err}"
+    );
     let ok = quick(&[cifar[0], "input.convert_channels=true"]);
     assert!(ok.is_ok(), "{ok:?}");
     let err = quick(&["input.channels=3", "original={ source = \"digits\" }"]).unwrap_err();

@@ -22,16 +22,27 @@ fn gz(bytes: &[u8]) -> Vec<u8> {
     e.finish().unwrap()
 }
 
-fn write_idx(dir: &Path, prefix: &str, n: usize, gzip: bool) -> (std::path::PathBuf, std::path::PathBuf) {
+fn write_idx(
+    dir: &Path,
+    prefix: &str,
+    n: usize,
+    gzip: bool,
+) -> (std::path::PathBuf, std::path::PathBuf) {
     let pixels: Vec<u8> = (0..n * 28 * 28).map(|i| (i % 251) as u8).collect();
     let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
-    let (mut img, mut lab) = (idx::encode_images(n, 28, 28, &pixels), idx::encode_labels(&labels));
+    let (mut img, mut lab) = (
+        idx::encode_images(n, 28, 28, &pixels),
+        idx::encode_labels(&labels),
+    );
     let ext = if gzip { ".gz" } else { "" };
     if gzip {
         img = gz(&img);
         lab = gz(&lab);
     }
-    let (pi, pl) = (dir.join(format!("{prefix}-images{ext}")), dir.join(format!("{prefix}-labels{ext}")));
+    let (pi, pl) = (
+        dir.join(format!("{prefix}-images{ext}")),
+        dir.join(format!("{prefix}-labels{ext}")),
+    );
     fs::write(&pi, img).unwrap();
     fs::write(&pl, lab).unwrap();
     (pi, pl)
@@ -60,20 +71,35 @@ fn idx_hostile_files_fail_with_the_file_named() {
 
     let truncated = dir.path().join("truncated-images");
     fs::write(&truncated, &good[..good.len() - 100]).unwrap();
-    let err = idx::load_pair(&truncated, &pl, None).unwrap_err().to_string();
-    assert!(err.contains("truncated-images") && err.contains("header claims"), "{err}");
+    let err = idx::load_pair(&truncated, &pl, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("truncated-images") && err.contains("header claims"),
+        "{err}"
+    );
 
     let short_header = dir.path().join("header-images");
     fs::write(&short_header, &good[..9]).unwrap();
-    let err = idx::load_pair(&short_header, &pl, None).unwrap_err().to_string();
-    assert!(err.contains("header-images") && err.contains("truncated IDX header"), "{err}");
+    let err = idx::load_pair(&short_header, &pl, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("header-images") && err.contains("truncated IDX header"),
+        "{err}"
+    );
 
     let wrong_magic = dir.path().join("magic-images");
     let mut bytes = good.clone();
     bytes[3] = 0x01;
     fs::write(&wrong_magic, &bytes).unwrap();
-    let err = idx::load_pair(&wrong_magic, &pl, None).unwrap_err().to_string();
-    assert!(err.contains("magic-images") && err.contains("wrong magic"), "{err}");
+    let err = idx::load_pair(&wrong_magic, &pl, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("magic-images") && err.contains("wrong magic"),
+        "{err}"
+    );
 
     // A header that claims a billion images of 28×28.
     let lying = dir.path().join("lying-images");
@@ -85,8 +111,13 @@ fn idx_hostile_files_fail_with_the_file_named() {
 
     // Labels for a different number of images.
     let (_, other_labels) = write_idx(dir.path(), "other", 12, false);
-    let err = idx::load_pair(&pi, &other_labels, None).unwrap_err().to_string();
-    assert!(err.contains("other-labels") && err.contains("12 labels for 10 images"), "{err}");
+    let err = idx::load_pair(&pi, &other_labels, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("other-labels") && err.contains("12 labels for 10 images"),
+        "{err}"
+    );
 
     // A corrupt gzip stream.
     let bad_gz = dir.path().join("bad.gz");
@@ -96,7 +127,10 @@ fn idx_hostile_files_fail_with_the_file_named() {
 
     let missing = dir.path().join("missing");
     let err = idx::load_pair(&missing, &pl, None).unwrap_err().to_string();
-    assert!(err.contains("missing") && err.contains("cannot read"), "{err}");
+    assert!(
+        err.contains("missing") && err.contains("cannot read"),
+        "{err}"
+    );
 }
 
 fn cifar_record(label: &[u8], shade: u8) -> Vec<u8> {
@@ -127,11 +161,18 @@ fn cifar10_and_cifar100_load_and_reject_bad_files() {
     let mut f = cifar_record(&[1], 1);
     f.truncate(3000);
     fs::write(dir.path().join("test_batch.bin"), f).unwrap();
-    let err = cifar::load_cifar10(dir.path(), Split::Test, None).unwrap_err().to_string();
-    assert!(err.contains("test_batch.bin") && err.contains("whole number"), "{err}");
+    let err = cifar::load_cifar10(dir.path(), Split::Test, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("test_batch.bin") && err.contains("whole number"),
+        "{err}"
+    );
     // Label out of range.
     fs::write(dir.path().join("test_batch.bin"), cifar_record(&[12], 1)).unwrap();
-    let err = cifar::load_cifar10(dir.path(), Split::Test, None).unwrap_err().to_string();
+    let err = cifar::load_cifar10(dir.path(), Split::Test, None)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("label 12"), "{err}");
 
     // CIFAR-100 coarse and fine labels.
@@ -139,19 +180,40 @@ fn cifar10_and_cifar100_load_and_reject_bad_files() {
     let mut f = cifar_record(&[3, 77], 10);
     f.extend(cifar_record(&[19, 99], 10));
     fs::write(c100.path().join("train.bin"), &f).unwrap();
-    let fine = cifar::load_cifar100(c100.path(), Split::Train, sophon_workbench::config::Cifar100Labels::Fine, None).unwrap();
+    let fine = cifar::load_cifar100(
+        c100.path(),
+        Split::Train,
+        sophon_workbench::config::Cifar100Labels::Fine,
+        None,
+    )
+    .unwrap();
     assert_eq!((fine.labels.clone(), fine.classes), (vec![77, 99], 100));
-    let coarse = cifar::load_cifar100(c100.path(), Split::Train, sophon_workbench::config::Cifar100Labels::Coarse, None).unwrap();
+    let coarse = cifar::load_cifar100(
+        c100.path(),
+        Split::Train,
+        sophon_workbench::config::Cifar100Labels::Coarse,
+        None,
+    )
+    .unwrap();
     assert_eq!((coarse.labels.clone(), coarse.classes), (vec![3, 19], 20));
-    let err = cifar::load_cifar100(c100.path(), Split::Test, Default::default(), None).unwrap_err().to_string();
-    assert!(err.contains("test.bin") && err.contains("cannot read"), "{err}");
+    let err = cifar::load_cifar100(c100.path(), Split::Test, Default::default(), None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("test.bin") && err.contains("cannot read"),
+        "{err}"
+    );
 }
 
 fn write_png(path: &Path, w: u32, h: u32, colour: bool) {
     if colour {
-        image::RgbImage::from_fn(w, h, |x, _| image::Rgb([(x * 20) as u8, 10, 200])).save(path).unwrap();
+        image::RgbImage::from_fn(w, h, |x, _| image::Rgb([(x * 20) as u8, 10, 200]))
+            .save(path)
+            .unwrap();
     } else {
-        image::GrayImage::from_fn(w, h, |x, y| image::Luma([((x + y) * 10) as u8])).save(path).unwrap();
+        image::GrayImage::from_fn(w, h, |x, y| image::Luma([((x + y) * 10) as u8]))
+            .save(path)
+            .unwrap();
     }
 }
 
@@ -163,7 +225,9 @@ fn image_folders_load_png_and_jpeg_and_reject_bad_ones() {
     }
     write_png(&root.path().join("cat/a.png"), 10, 12, false);
     write_png(&root.path().join("cat/b.png"), 20, 20, false);
-    image::GrayImage::from_pixel(9, 9, image::Luma([128])).save(root.path().join("dog/c.jpg")).unwrap();
+    image::GrayImage::from_pixel(9, 9, image::Luma([128]))
+        .save(root.path().join("dog/c.jpg"))
+        .unwrap();
     fs::write(root.path().join("dog/readme.txt"), "not an image").unwrap();
     let set = folder::load_sized(root.path(), 1, 8, false, None).unwrap();
     assert_eq!((set.len(), set.classes, set.height), (3, 2, 8));
@@ -174,20 +238,32 @@ fn image_folders_load_png_and_jpeg_and_reject_bad_ones() {
     let rgb = folder::load_sized(root.path(), 3, 8, true, None).unwrap();
     assert_eq!(rgb.channels, 3);
     // ...and refused without it.
-    let err = folder::load_sized(root.path(), 3, 8, false, None).unwrap_err().to_string();
+    let err = folder::load_sized(root.path(), 3, 8, false, None)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("convert_channels"), "{err}");
 
     // A corrupt image names its file.
-    fs::write(root.path().join("dog/broken.png"), b"\x89PNG\r\n\x1a\nbroken").unwrap();
-    let err = folder::load_sized(root.path(), 1, 8, false, None).unwrap_err().to_string();
+    fs::write(
+        root.path().join("dog/broken.png"),
+        b"\x89PNG\r\n\x1a\nbroken",
+    )
+    .unwrap();
+    let err = folder::load_sized(root.path(), 1, 8, false, None)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("broken.png"), "{err}");
 
     // An empty folder, and a class folder with no images.
     let empty = tempfile::tempdir().unwrap();
-    let err = folder::load_sized(empty.path(), 1, 8, false, None).unwrap_err().to_string();
+    let err = folder::load_sized(empty.path(), 1, 8, false, None)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("no class sub-folders"), "{err}");
     fs::create_dir(empty.path().join("only")).unwrap();
-    let err = folder::load_sized(empty.path(), 1, 8, false, None).unwrap_err().to_string();
+    let err = folder::load_sized(empty.path(), 1, 8, false, None)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("only") && err.contains("no PNG/JPEG"), "{err}");
 }
 
@@ -195,7 +271,14 @@ fn image_folders_load_png_and_jpeg_and_reject_bad_ones() {
 fn domains_are_conformed_to_the_model_input() {
     // The bundled 8×8 digits, resized to 16×16 and converted to RGB.
     let digits = data::load_domain(&DataSource::Digits, &input(16, 3, true), 1).unwrap();
-    assert_eq!((digits.train.channels, digits.train.height, digits.train.len()), (3, 16, 1438));
+    assert_eq!(
+        (
+            digits.train.channels,
+            digits.train.height,
+            digits.train.len()
+        ),
+        (3, 16, 1438)
+    );
     let err = data::load_domain(&DataSource::Digits, &input(16, 3, false), 1).unwrap_err();
     assert!(err.to_string().contains("convert_channels"));
 

@@ -19,9 +19,16 @@ fn recorder_round_trip_restores_every_model_exactly() {
         let fresh = config.init(&device);
         let x = Tensor::<4>::random([3, 1, 16, 16], Distribution::Default, &device);
         let before = trained.forward(x.clone()).into_data();
-        assert_ne!(fresh.forward(x.clone()).into_data(), before, "{kind:?}: seeds differ");
+        assert_ne!(
+            fresh.forward(x.clone()).into_data(),
+            before,
+            "{kind:?}: seeds differ"
+        );
         let loaded = fresh.try_load_file(&path).unwrap();
-        loaded.forward(x).into_data().assert_approx_eq::<f32>(&before, Default::default());
+        loaded
+            .forward(x)
+            .into_data()
+            .assert_approx_eq::<f32>(&before, Default::default());
     }
 }
 
@@ -30,7 +37,10 @@ fn loading_a_checkpoint_into_another_architecture_fails_cleanly() {
     let device = Device::flex();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("cnn.bpk");
-    ClassifierConfig::new(ModelKind::CnnSmall, 1, 16, 10).init(&device).save_file(&path).unwrap();
+    ClassifierConfig::new(ModelKind::CnnSmall, 1, 16, 10)
+        .init(&device)
+        .save_file(&path)
+        .unwrap();
     let mlp = ClassifierConfig::new(ModelKind::Mlp, 1, 16, 10).init(&device);
     assert!(mlp.try_load_file(&path).is_err());
     let garbage = dir.path().join("garbage.bpk");

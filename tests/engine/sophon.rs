@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Tensor};
+use sophon_workbench::data::batch;
 use sophon_workbench::data::rng::Rng;
 use sophon_workbench::model::Classifier;
 use sophon_workbench::run::folder::{read_metrics, read_summary};
@@ -15,7 +16,6 @@ use sophon_workbench::sophon::losses::suppression;
 use sophon_workbench::sophon::protect::optimizers;
 use sophon_workbench::sophon::train::{pretrain, train_step};
 use sophon_workbench::sophon::{Devices, LiveUpdate, experiment};
-use sophon_workbench::data::batch;
 
 use crate::training::{Recorder, small};
 
@@ -24,7 +24,8 @@ struct Snapshot(Vec<f32>);
 
 impl ModuleVisitor for Snapshot {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        self.0.extend(param.val().into_data().try_to_vec::<f32>().unwrap());
+        self.0
+            .extend(param.val().into_data().try_to_vec::<f32>().unwrap());
     }
 }
 
@@ -36,21 +37,42 @@ fn snapshot(model: &Classifier) -> Vec<f32> {
 
 #[test]
 fn a_simulated_fts_step_leaves_the_real_model_untouched() {
-    let config = small(&["model.kind=resnet-small", "sophon.environments.0.reinit_head=true"]);
+    let config = small(&[
+        "model.kind=resnet-small",
+        "sophon.environments.0.reinit_head=true",
+    ]);
     let sophon = config.sophon.clone().unwrap();
     let devices = Devices::new(Device::flex());
     let (_, restricted) = experiment::load_domains(&config).unwrap();
     let model = experiment::fresh_model(&config, 10, 1, &devices);
     let before = snapshot(&model);
-    let (grads, loss) =
-        fts_gradient(&model, &sophon, &restricted.train, &mut Rng::new(1), &devices, &mut Recorder::default()).unwrap();
+    let (grads, loss) = fts_gradient(
+        &model,
+        &sophon,
+        &restricted.train,
+        &mut Rng::new(1),
+        &devices,
+        &mut Recorder::default(),
+    )
+    .unwrap();
     assert!(loss.is_finite());
-    assert!(!grads.is_empty(), "FTS produced gradients for the real parameters");
-    assert_eq!(snapshot(&model), before, "parameters and BatchNorm statistics unchanged");
+    assert!(
+        !grads.is_empty(),
+        "FTS produced gradients for the real parameters"
+    );
+    assert_eq!(
+        snapshot(&model),
+        before,
+        "parameters and BatchNorm statistics unchanged"
+    );
 }
 
 /// Mean suppression (ICE) loss on held-out restricted data after a short, fixed fine-tune.
-fn ice_after_finetune(model: &Classifier, config: &sophon_workbench::config::ExperimentConfig, devices: &Devices) -> f64 {
+fn ice_after_finetune(
+    model: &Classifier,
+    config: &sophon_workbench::config::ExperimentConfig,
+    devices: &Devices,
+) -> f64 {
     let (_, restricted) = experiment::load_domains(config).unwrap();
     let mut copy = model.detached_copy();
     // The simulated attacker's own optimizer and learning rate.
@@ -59,10 +81,20 @@ fn ice_after_finetune(model: &Classifier, config: &sophon_workbench::config::Exp
     let mut rng = Rng::new(99);
     for _ in 0..5 {
         let idx = sample_batch(restricted.train.len(), 50, &mut rng);
-        copy = train_step(copy, &mut optim, env.optimizer.lr, &restricted.train, &idx, &devices.train).0;
+        copy = train_step(
+            copy,
+            &mut optim,
+            env.optimizer.lr,
+            &restricted.train,
+            &idx,
+            &devices.train,
+        )
+        .0;
     }
     let idx: Vec<usize> = (0..restricted.test.len()).collect();
-    let logits = copy.valid().forward(batch::images(&restricted.test, &idx, &devices.eval));
+    let logits = copy
+        .valid()
+        .forward(batch::images(&restricted.test, &idx, &devices.eval));
     let labels = batch::labels(&restricted.test, &idx, &devices.eval);
     suppression(SuppressionLoss::Ice, logits, labels).into_scalar::<f32>() as f64
 }
@@ -74,20 +106,44 @@ fn one_fts_step_raises_suppression_after_fine_tuning() {
     let devices = Devices::new(Device::flex());
     let (original, restricted) = experiment::load_domains(&config).unwrap();
     let model = experiment::fresh_model(&config, 10, 4, &devices);
-    let model = pretrain(model, &original, &config.pretrain, 200, 4, &devices, &mut Recorder::default()).unwrap();
+    let model = pretrain(
+        model,
+        &original,
+        &config.pretrain,
+        200,
+        4,
+        &devices,
+        &mut Recorder::default(),
+    )
+    .unwrap();
     let before = ice_after_finetune(&model, &config, &devices);
     let (mut optim, _) = optimizers();
     let (protected, stats) = fts_step(
-        model, &mut optim, 1e-3, &sophon, &restricted.train, &mut Rng::new(2), &devices, &mut Recorder::default(),
+        model,
+        &mut optim,
+        1e-3,
+        &sophon,
+        &restricted.train,
+        &mut Rng::new(2),
+        &devices,
+        &mut Recorder::default(),
     )
     .unwrap();
     assert!(stats.grad_norm > 0.0);
     let after = ice_after_finetune(&protected, &config, &devices);
     // ICE is minimised: lower means the fine-tuned model fails more on the restricted domain.
-    assert!(after < before, "ICE after fine-tuning: {before:.4} → {after:.4}");
+    assert!(
+        after < before,
+        "ICE after fine-tuning: {before:.4} → {after:.4}"
+    );
 }
 
-fn request(dir: &std::path::Path, overrides: &[&str], backend: BackendChoice, resume: bool) -> RunRequest {
+fn request(
+    dir: &std::path::Path,
+    overrides: &[&str],
+    backend: BackendChoice,
+    resume: bool,
+) -> RunRequest {
     RunRequest {
         config: small(overrides),
         backend,
@@ -98,7 +154,10 @@ fn request(dir: &std::path::Path, overrides: &[&str], backend: BackendChoice, re
 
 fn until<F: FnMut(&Event) -> bool>(worker: &run::WorkerHandle, mut f: F) -> Event {
     loop {
-        let e = worker.events.recv_timeout(Duration::from_secs(300)).expect("the worker answers");
+        let e = worker
+            .events
+            .recv_timeout(Duration::from_secs(300))
+            .expect("the worker answers");
         if f(&e) {
             return e;
         }
@@ -120,23 +179,45 @@ fn sophon_points(metrics: &[MetricPoint]) -> Vec<(String, usize, f64)> {
 fn pause_step_resume_and_live_changes_during_sophon() {
     let dir = tempfile::tempdir().unwrap();
     let worker = run::spawn(Box::new(|| {}));
-    let req = request(&dir.path().join("run"), &["sophon.outer_iterations=40", "evaluation.strategies.0.epochs=1"], BackendChoice::Flex, false);
+    let req = request(
+        &dir.path().join("run"),
+        &[
+            "sophon.outer_iterations=40",
+            "evaluation.strategies.0.epochs=1",
+        ],
+        BackendChoice::Flex,
+        false,
+    );
     worker.commands.send(Command::Start(Box::new(req))).unwrap();
-    until(&worker, |e| matches!(e, Event::Phase { name, .. } if name == "sophon"));
+    until(
+        &worker,
+        |e| matches!(e, Event::Phase { name, .. } if name == "sophon"),
+    );
     worker.commands.send(Command::Pause).unwrap();
     until(&worker, |e| matches!(e, Event::Paused));
     std::thread::sleep(Duration::from_millis(300));
-    assert!(worker.events.try_iter().all(|e| !matches!(e, Event::Progress { .. })), "paused");
+    assert!(
+        worker
+            .events
+            .try_iter()
+            .all(|e| !matches!(e, Event::Progress { .. })),
+        "paused"
+    );
     // Live changes, then one outer iteration, then paused again.
-    worker.commands.send(Command::Update(LiveUpdate::Alpha(1e-3))).unwrap();
-    worker.commands.send(Command::Update(LiveUpdate::Loops { fts: 1, ntr: 3 })).unwrap();
+    worker
+        .commands
+        .send(Command::Update(LiveUpdate::Alpha(1e-3)))
+        .unwrap();
+    worker
+        .commands
+        .send(Command::Update(LiveUpdate::Loops { fts: 1, ntr: 3 }))
+        .unwrap();
     worker.commands.send(Command::Step).unwrap();
     let mut progressed = 0;
-    loop {
-        match until(&worker, |e| matches!(e, Event::Progress { .. } | Event::Paused)) {
-            Event::Progress { .. } => progressed += 1,
-            _ => break,
-        }
+    while let Event::Progress { .. } = until(&worker, |e| {
+        matches!(e, Event::Progress { .. } | Event::Paused)
+    }) {
+        progressed += 1;
     }
     assert_eq!(progressed, 1, "one outer iteration per Step");
     worker.commands.send(Command::Resume).unwrap();
@@ -144,48 +225,105 @@ fn pause_step_resume_and_live_changes_during_sophon() {
     worker.commands.send(Command::Stop).unwrap();
     until(&worker, |e| e.is_terminal());
     let metrics = read_metrics(&dir.path().join("run")).unwrap();
-    let alpha: Vec<&MetricPoint> = metrics.iter().filter(|m| m.series == "sophon/alpha").collect();
-    assert_eq!(alpha.len(), 2, "the initial α and the live change are both recorded");
+    let alpha: Vec<&MetricPoint> = metrics
+        .iter()
+        .filter(|m| m.series == "sophon/alpha")
+        .collect();
+    assert_eq!(
+        alpha.len(),
+        2,
+        "the initial α and the live change are both recorded"
+    );
     assert_eq!(alpha[1].value, 1e-3);
-    assert!(metrics.iter().any(|m| m.series == "sophon/ntr_loops" && m.value == 3.0 && m.step == alpha[1].step));
+    assert!(
+        metrics
+            .iter()
+            .any(|m| m.series == "sophon/ntr_loops" && m.value == 3.0 && m.step == alpha[1].step)
+    );
 }
 
 #[test]
 fn a_resumed_run_reproduces_the_uninterrupted_metrics() {
     // ndarray: deterministic on the CPU. 4 outer iterations, checkpoints every 2.
-    let over = ["model.kind=mlp", "model.hidden=[32]", "sophon.outer_iterations=4", "sophon.eval_every=1", "evaluation.strategies.0.epochs=1"];
+    let over = [
+        "model.kind=mlp",
+        "model.hidden=[32]",
+        "sophon.outer_iterations=4",
+        "sophon.eval_every=1",
+        "evaluation.strategies.0.epochs=1",
+    ];
     let base = tempfile::tempdir().unwrap();
     let (full, cut) = (base.path().join("full"), base.path().join("cut"));
 
     let worker = run::spawn(Box::new(|| {}));
-    worker.commands.send(Command::Start(Box::new(request(&full, &over, BackendChoice::Ndarray, false)))).unwrap();
-    assert!(matches!(until(&worker, |e| e.is_terminal()), Event::Finished(_)));
+    worker
+        .commands
+        .send(Command::Start(Box::new(request(
+            &full,
+            &over,
+            BackendChoice::Ndarray,
+            false,
+        ))))
+        .unwrap();
+    assert!(matches!(
+        until(&worker, |e| e.is_terminal()),
+        Event::Finished(_)
+    ));
 
     // The same run stopped during its third outer iteration...
-    worker.commands.send(Command::Start(Box::new(request(&cut, &over, BackendChoice::Ndarray, false)))).unwrap();
+    worker
+        .commands
+        .send(Command::Start(Box::new(request(
+            &cut,
+            &over,
+            BackendChoice::Ndarray,
+            false,
+        ))))
+        .unwrap();
     // (Progress 2 in the SOPHON phase comes right after the checkpoint of iteration 2.)
-    until(&worker, |e| matches!(e, Event::Phase { name, .. } if name == "sophon"));
+    until(
+        &worker,
+        |e| matches!(e, Event::Phase { name, .. } if name == "sophon"),
+    );
     until(&worker, |e| matches!(e, Event::Progress { step: 2 }));
     worker.commands.send(Command::Stop).unwrap();
     until(&worker, |e| e.is_terminal());
     assert_eq!(read_summary(&cut).unwrap().status, "stopped");
 
     // ...then resumed from its checkpoint.
-    worker.commands.send(Command::Start(Box::new(request(&cut, &over, BackendChoice::Ndarray, true)))).unwrap();
-    assert!(matches!(until(&worker, |e| e.is_terminal()), Event::Finished(_)));
+    worker
+        .commands
+        .send(Command::Start(Box::new(request(
+            &cut,
+            &over,
+            BackendChoice::Ndarray,
+            true,
+        ))))
+        .unwrap();
+    assert!(matches!(
+        until(&worker, |e| e.is_terminal()),
+        Event::Finished(_)
+    ));
 
     let a = sophon_points(&read_metrics(&full).unwrap());
     let b = sophon_points(&read_metrics(&cut).unwrap());
     assert_eq!(a, b);
     let (sa, sb) = (read_summary(&full).unwrap(), read_summary(&cut).unwrap());
-    assert_eq!(sa.sophon.as_ref().unwrap().original_acc, sb.sophon.as_ref().unwrap().original_acc);
+    assert_eq!(
+        sa.sophon.as_ref().unwrap().original_acc,
+        sb.sophon.as_ref().unwrap().original_acc
+    );
     assert_eq!(sa.attack, sb.attack);
 }
 
 #[test]
 fn the_intactness_guard_rolls_back_and_stops() {
     // An absurd threshold: the first evaluated iteration trips it.
-    let config = small(&["sophon.guard.min_original_acc=0.99", "sophon.eval_every=1", "evaluation.strategies.0.epochs=1"]);
+    let config = small(&[
+        "sophon.guard.min_original_acc=0.99",
+        "sophon.eval_every=1",
+        "evaluation.strategies.0.epochs=1",
+    ]);
     let devices = Devices::new(Device::flex());
     let mut summary = experiment::Summary::default();
     let mut rec = Recorder::default();
@@ -194,5 +332,8 @@ fn the_intactness_guard_rolls_back_and_stops() {
     assert!(s.guard_triggered);
     assert_eq!(s.iterations, 0, "the failing iteration was rolled back");
     let pre = summary.pretrain.unwrap();
-    assert!((s.original_acc - pre.original_acc).abs() < 1e-9, "back to the pre-trained model");
+    assert!(
+        (s.original_acc - pre.original_acc).abs() < 1e-9,
+        "back to the pre-trained model"
+    );
 }

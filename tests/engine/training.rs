@@ -57,10 +57,27 @@ fn a_short_pretraining_learns_the_original_domain() {
     let model = experiment::fresh_model(&config, 10, 1, &devices);
     let before = accuracy(&model, &original.test, 200, &devices.eval);
     let mut rec = Recorder::default();
-    let model = pretrain(model, &original, &config.pretrain, 200, 1, &devices, &mut rec).unwrap();
+    let model = pretrain(
+        model,
+        &original,
+        &config.pretrain,
+        200,
+        1,
+        &devices,
+        &mut rec,
+    )
+    .unwrap();
     let after = accuracy(&model, &original.test, 200, &devices.eval);
-    assert!(after > 0.5 && after > before + 0.3, "accuracy {before:.3} → {after:.3}");
-    let losses: Vec<f64> = rec.metrics.iter().filter(|m| m.0 == "pretrain/loss").map(|m| m.2).collect();
+    assert!(
+        after > 0.5 && after > before + 0.3,
+        "accuracy {before:.3} → {after:.3}"
+    );
+    let losses: Vec<f64> = rec
+        .metrics
+        .iter()
+        .filter(|m| m.0 == "pretrain/loss")
+        .map(|m| m.2)
+        .collect();
     let head: f64 = losses[..5].iter().sum::<f64>() / 5.0;
     let tail: f64 = losses[losses.len() - 5..].iter().sum::<f64>() / 5.0;
     assert!(tail < head * 0.6, "loss {head:.3} → {tail:.3}");
@@ -73,7 +90,9 @@ fn copies_for_fine_tuning_leave_batchnorm_statistics_alone() {
     let (original, _) = experiment::load_domains(&config).unwrap();
     let model = experiment::fresh_model(&config, 10, 3, &devices);
     let snapshot = |m: &Classifier| {
-        let Classifier::ResnetSmall(r) = m else { unreachable!() };
+        let Classifier::ResnetSmall(r) = m else {
+            unreachable!()
+        };
         r.stem_bn.running_mean.value().into_data()
     };
     let before = snapshot(&model);
@@ -81,12 +100,34 @@ fn copies_for_fine_tuning_leave_batchnorm_statistics_alone() {
     let copy = model.detached_copy();
     let mut one_epoch = config.pretrain.clone();
     one_epoch.epochs = 1;
-    let trained = pretrain(copy, &original, &one_epoch, 200, 1, &devices, &mut Recorder::default()).unwrap();
+    let trained = pretrain(
+        copy,
+        &original,
+        &one_epoch,
+        200,
+        1,
+        &devices,
+        &mut Recorder::default(),
+    )
+    .unwrap();
     assert_eq!(snapshot(&model), before);
-    assert_ne!(snapshot(&trained), before, "training a copy moves the copy's statistics");
+    assert_ne!(
+        snapshot(&trained),
+        before,
+        "training a copy moves the copy's statistics"
+    );
     // Whereas a plain clone shares them (the trap the copy avoids).
     let clone = model.clone();
-    let _ = pretrain(clone, &original, &one_epoch, 200, 1, &devices, &mut Recorder::default()).unwrap();
+    let _ = pretrain(
+        clone,
+        &original,
+        &one_epoch,
+        200,
+        1,
+        &devices,
+        &mut Recorder::default(),
+    )
+    .unwrap();
     assert_ne!(snapshot(&model), before);
 }
 
@@ -111,11 +152,20 @@ fn the_experiment_shows_transfer_from_the_original_model() {
         scratch.restricted_acc
     );
     // The pre-trained model itself is unchanged by the attacks.
-    assert!(rec.metrics.iter().any(|m| m.0 == "attack/sgd-momentum/original/restricted_acc" && m.1 == 2));
+    assert!(
+        rec.metrics
+            .iter()
+            .any(|m| m.0 == "attack/sgd-momentum/original/restricted_acc" && m.1 == 2)
+    );
 }
 
 /// An easy, fast task for comparing backends: the bundled digits with a small MLP.
-const DIGITS_MLP: &[&str] = &["original={ source = \"digits\" }", "model.kind=mlp", "model.hidden=[64]", "pretrain.epochs=2"];
+const DIGITS_MLP: &[&str] = &[
+    "original={ source = \"digits\" }",
+    "model.kind=mlp",
+    "model.hidden=[64]",
+    "pretrain.epochs=2",
+];
 
 #[test]
 fn the_ndarray_backend_trains_like_flex() {
@@ -127,10 +177,22 @@ fn the_ndarray_backend_trains_like_flex() {
         let devices = Devices::new(device);
         let (original, _) = experiment::load_domains(&config).unwrap();
         let model = experiment::fresh_model(&config, 10, 5, &devices);
-        let model = pretrain(model, &original, &config.pretrain, 200, 5, &devices, &mut Recorder::default()).unwrap();
+        let model = pretrain(
+            model,
+            &original,
+            &config.pretrain,
+            200,
+            5,
+            &devices,
+            &mut Recorder::default(),
+        )
+        .unwrap();
         accs.push(accuracy(&model, &original.test, 200, &devices.eval));
     }
-    assert!(accs[0] > 0.7 && (accs[0] - accs[1]).abs() < 0.05, "flex vs ndarray: {accs:?}");
+    assert!(
+        accs[0] > 0.7 && (accs[0] - accs[1]).abs() < 0.05,
+        "flex vs ndarray: {accs:?}"
+    );
 }
 
 #[test]
@@ -141,14 +203,24 @@ fn wgpu_trains_when_an_adapter_exists() {
         eprintln!("no wgpu adapter: skipped");
         return;
     };
-    let backend = sophon_workbench::run::backend::select(sophon_workbench::run::BackendChoice::Wgpu).unwrap();
+    let backend =
+        sophon_workbench::run::backend::select(sophon_workbench::run::BackendChoice::Wgpu).unwrap();
     assert_eq!(backend.name, "wgpu");
     assert_eq!(backend.is_software_adapter(), adapter.is_software());
     let config = small(DIGITS_MLP);
     let devices = Devices::new(backend.device);
     let (original, _) = experiment::load_domains(&config).unwrap();
     let model = experiment::fresh_model(&config, 10, 5, &devices);
-    let model = pretrain(model, &original, &config.pretrain, 200, 5, &devices, &mut Recorder::default()).unwrap();
+    let model = pretrain(
+        model,
+        &original,
+        &config.pretrain,
+        200,
+        5,
+        &devices,
+        &mut Recorder::default(),
+    )
+    .unwrap();
     let acc = accuracy(&model, &original.test, 200, &devices.eval);
     assert!(acc > 0.7, "wgpu accuracy {acc}");
     let _ = model.num_params();

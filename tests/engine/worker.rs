@@ -15,7 +15,10 @@ fn start(dir: &std::path::Path, overrides: &[&str]) -> run::WorkerHandle {
         out: OutDir::Exact(dir.to_path_buf()),
         resume: false,
     };
-    worker.commands.send(Command::Start(Box::new(request))).unwrap();
+    worker
+        .commands
+        .send(Command::Start(Box::new(request)))
+        .unwrap();
     worker
 }
 
@@ -52,17 +55,32 @@ fn stop_ends_a_run_promptly_and_leaves_valid_files() {
             _ => {}
         }
     };
-    assert!(asked.elapsed() < Duration::from_secs(2), "stopped after {:?}", asked.elapsed());
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "stopped after {:?}",
+        asked.elapsed()
+    );
     assert_eq!(summary.status, "stopped");
     assert_eq!(read_summary(&out).unwrap().status, "stopped");
     let metrics = read_metrics(&out).unwrap();
-    assert!(metrics.iter().filter(|m| m.series == "pretrain/loss").count() >= 5);
+    assert!(
+        metrics
+            .iter()
+            .filter(|m| m.series == "pretrain/loss")
+            .count()
+            >= 5
+    );
     let raw = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
-    assert_eq!(raw.lines().count(), metrics.len(), "every line is whole JSON");
+    assert_eq!(
+        raw.lines().count(),
+        metrics.len(),
+        "every line is whole JSON"
+    );
     let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
     sophon_workbench::config::ExperimentConfig::from_toml(&config, "config.toml", &[]).unwrap();
     let env: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("environment.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(out.join("environment.json")).unwrap())
+            .unwrap();
     assert_eq!(env["backend"], "flex");
     drop(worker.commands);
     worker.thread.join().unwrap();
@@ -82,7 +100,10 @@ fn pause_holds_the_run_and_step_resume_continue_it() {
     // Paused: no progress for a while.
     std::thread::sleep(Duration::from_millis(400));
     let drained: Vec<Event> = worker.events.try_iter().collect();
-    assert!(!drained.iter().any(|e| matches!(e, Event::Progress { .. })), "{drained:?}");
+    assert!(
+        !drained.iter().any(|e| matches!(e, Event::Progress { .. })),
+        "{drained:?}"
+    );
     // Step: exactly one more step, then paused again.
     worker.commands.send(Command::Step).unwrap();
     let mut progressed = 0;
@@ -109,7 +130,10 @@ fn an_existing_run_folder_is_never_overwritten() {
         Event::Failed(e) => assert!(e.contains("already holds a run"), "{e}"),
         e => panic!("{e:?}"),
     }
-    assert_eq!(std::fs::read_to_string(dir.path().join("summary.json")).unwrap(), "{}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("summary.json")).unwrap(),
+        "{}"
+    );
 }
 
 #[test]
@@ -117,7 +141,9 @@ fn a_data_error_fails_the_run_with_the_file_named() {
     let dir = tempfile::tempdir().unwrap();
     let worker = start(
         &dir.path().join("run"),
-        &["restricted={ source = \"folder\", train = \"/no/such/train\", test = \"/no/such/test\" }"],
+        &[
+            "restricted={ source = \"folder\", train = \"/no/such/train\", test = \"/no/such/test\" }",
+        ],
     );
     loop {
         match next(&worker) {

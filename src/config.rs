@@ -448,13 +448,52 @@ fn at_most(field: &str, v: usize, max: usize) -> Result<(), ConfigError> {
 }
 
 impl ExperimentConfig {
-    /// Read, override (`key=value` dotted paths) and validate a preset.
+    /// Read, override (`key=value` dotted paths) and validate a preset. Relative file paths in
+    /// it (data sets, `pretrain.load`) are resolved against the preset's folder, so a preset
+    /// works from any working directory and the resolved config names absolute paths.
     pub fn load(path: &Path, overrides: &[String]) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::from_toml(&text, &path.display().to_string(), overrides)
+        let mut config = Self::from_toml(&text, &path.display().to_string(), overrides)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let base = std::fs::canonicalize(base).unwrap_or_else(|_| base.to_path_buf());
+        config.resolve_paths(&base);
+        Ok(config)
+    }
+
+    /// Make relative file paths absolute against `base`.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        for source in [&mut self.original, &mut self.restricted] {
+            match source {
+                DataSource::Idx {
+                    train_images,
+                    train_labels,
+                    test_images,
+                    test_labels,
+                    ..
+                } => {
+                    for p in [train_images, train_labels, test_images, test_labels] {
+                        fix(p);
+                    }
+                }
+                DataSource::Cifar10 { dir, .. } | DataSource::Cifar100 { dir, .. } => fix(dir),
+                DataSource::Folder { train, test, .. } => {
+                    fix(train);
+                    fix(test);
+                }
+                DataSource::Procedural { .. } | DataSource::Digits => {}
+            }
+        }
+        if let Some(p) = &mut self.pretrain.load {
+            fix(p);
+        }
     }
 
     /// Parse, override and validate TOML text; `origin` names it in errors.

@@ -54,6 +54,18 @@ enum Cmd {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
     },
+    /// Time SOPHON outer iterations of the fixed bench-small configuration, per backend.
+    Bench {
+        /// Backends to measure (repeatable); default: flex, ndarray, and wgpu when an adapter exists.
+        #[arg(long, value_parser = parse_backend)]
+        backend: Vec<BackendChoice>,
+        /// Inner steps K of the FTS step.
+        #[arg(long, default_value_t = 10)]
+        k: usize,
+        /// Timed outer iterations (after 3 warm-up iterations).
+        #[arg(long, default_value_t = 20)]
+        iters: usize,
+    },
     /// Show the compute backends and what `auto` picks here.
     Backends,
 }
@@ -77,6 +89,7 @@ fn main() -> ExitCode {
             .map_err(anyhow::Error::from)
             .and_then(|config| run_headless(config, backend, Some(OutDir::Exact(dir)), true)),
         Some(Cmd::Backends) => show_backends(),
+        Some(Cmd::Bench { backend, k, iters }) => bench(backend, k, iters),
         Some(Cmd::Preview { preset, out, set }) => ExperimentConfig::load(&preset, &set)
             .map_err(anyhow::Error::from)
             .and_then(|config| preview(&config, &out)),
@@ -117,6 +130,34 @@ fn preview(config: &ExperimentConfig, out: &std::path::Path) -> Result<()> {
             domain.test.name,
             domain.test.classes,
             path.display()
+        );
+    }
+    Ok(())
+}
+
+fn bench(mut backends: Vec<BackendChoice>, k: usize, iters: usize) -> Result<()> {
+    use sophon_workbench::run::memory;
+    use sophon_workbench::sophon::{Devices, bench};
+    if backends.is_empty() {
+        backends = vec![BackendChoice::Flex, BackendChoice::Ndarray];
+        if run::backend::probe_adapter().is_some() {
+            backends.push(BackendChoice::Wgpu);
+        }
+    }
+    println!(
+        "bench-small: cnn-small 1x28x28, K = {k}, batch 150 (130/20), 3 warm-up + {iters} timed outer iterations"
+    );
+    for choice in backends {
+        let backend = run::backend::select(choice).map_err(anyhow::Error::msg)?;
+        memory::reset_peak_rss();
+        let times = bench::run(&Devices::new(backend.device.clone()), k, 3, iters);
+        let (median, min, max) = bench::stats(&times);
+        let peak =
+            memory::peak_rss_kb().map_or("?".into(), |kb| format!("{:.0} MiB", kb as f64 / 1024.0));
+        println!(
+            "{:<8} {:<40} median {median:8.1} ms  min {min:8.1}  max {max:8.1}  peak RSS {peak}",
+            backend.name,
+            backend.adapter_label()
         );
     }
     Ok(())

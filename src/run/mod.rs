@@ -4,6 +4,7 @@
 
 pub mod backend;
 pub mod folder;
+pub mod memory;
 pub mod worker;
 
 pub use backend::{Backend, BackendChoice};

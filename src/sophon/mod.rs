@@ -3,6 +3,7 @@
 //! windows: a [`Monitor`] receives progress and metrics and may interrupt.
 
 pub mod attack;
+pub mod bench;
 pub mod config;
 pub mod experiment;
 pub mod fts;

@@ -139,3 +139,27 @@ fn channel_contradictions_need_a_conversion_setting() {
     let err = quick(&["input.channels=3", "original={ source = \"digits\" }"]).unwrap_err();
     assert!(err.starts_with("original.source"), "{err}");
 }
+
+#[test]
+fn relative_paths_resolve_against_the_preset_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = QUICK_PRESET.replace(
+        "[restricted]\nsource = \"procedural\"\ndomain = \"shapes\"\nbackground = \"texture\"\ntrain = 1500\ntest = 300",
+        "[restricted]\nsource = \"folder\"\ntrain = \"imgs/train\"\ntest = \"/abs/test\"",
+    );
+    assert_ne!(text, QUICK_PRESET, "the replacement applied");
+    let path = dir.path().join("p.toml");
+    std::fs::write(&path, text).unwrap();
+    let config = ExperimentConfig::load(&path, &[]).unwrap();
+    let sophon_workbench::config::DataSource::Folder { train, test, .. } = &config.restricted
+    else {
+        panic!("{:?}", config.restricted)
+    };
+    assert_eq!(
+        train,
+        &std::fs::canonicalize(dir.path())
+            .unwrap()
+            .join("imgs/train")
+    );
+    assert_eq!(test, &std::path::PathBuf::from("/abs/test"));
+}

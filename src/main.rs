@@ -150,14 +150,19 @@ fn bench(mut backends: Vec<BackendChoice>, k: usize, iters: usize) -> Result<()>
     for choice in backends {
         let backend = run::backend::select(choice).map_err(anyhow::Error::msg)?;
         memory::reset_peak_rss();
-        let times = bench::run(&Devices::new(backend.device.clone()), k, 3, iters);
-        let (median, min, max) = bench::stats(&times);
+        let devices = Devices::new(backend.device.clone());
+        let (median, min, max) = bench::stats(&bench::run(&devices, k, 3, iters));
         let peak =
             memory::peak_rss_kb().map_or("?".into(), |kb| format!("{:.0} MiB", kb as f64 / 1024.0));
         println!(
-            "{:<8} {:<40} median {median:8.1} ms  min {min:8.1}  max {max:8.1}  peak RSS {peak}",
+            "{:<8} outer iteration  median {median:8.1} ms  min {min:8.1}  max {max:8.1}  peak RSS {peak}  [{}]",
             backend.name,
             backend.adapter_label()
+        );
+        let (median, min, max) = bench::stats(&bench::train_steps(&devices, 3, iters));
+        println!(
+            "{:<8} train step (batch 64, Adam)  median {median:6.1} ms  min {min:6.1}  max {max:6.1}",
+            backend.name
         );
     }
     Ok(())

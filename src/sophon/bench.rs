@@ -107,6 +107,32 @@ pub fn run(devices: &Devices, k: usize, warmup: usize, iters: usize) -> Vec<f64>
     times
 }
 
+/// Milliseconds of plain training steps (cnn-small, 1×28×28, batch 64, Adam lr 1e-3): the
+/// figure that compares backends for ordinary training.
+pub fn train_steps(devices: &Devices, warmup: usize, iters: usize) -> Vec<f64> {
+    let spec = Spec {
+        domain: ProceduralDomain::Shapes,
+        background: Background::Plain,
+        size: 28,
+        channels: 1,
+    };
+    let data = procedural::generate(&spec, 1, Split::Train, 640);
+    devices.train.seed(1);
+    let mut model = ClassifierConfig::new(ModelKind::CnnSmall, 1, 28, 10).init(&devices.train);
+    let mut optim = super::optim::build(&OptimizerConfig::new(OptimizerKind::Adam, 1e-3));
+    let mut rng = Rng::new(2);
+    let mut times = Vec::with_capacity(iters);
+    for i in 0..warmup + iters {
+        let idx = sample_batch(data.len(), 64, &mut rng);
+        let t = Instant::now();
+        model = train_step(model, &mut optim, 1e-3, &data, &idx, &devices.train).0;
+        if i >= warmup {
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    times
+}
+
 /// Median, min and max.
 pub fn stats(times: &[f64]) -> (f64, f64, f64) {
     let mut v = times.to_vec();

@@ -114,6 +114,39 @@ pub fn probe(
     accuracy(&copy, &restricted.test, eval_batch, &devices.eval)
 }
 
+/// What the periodic evaluation needs.
+struct EvalContext<'a> {
+    original: &'a Domain,
+    restricted: &'a Domain,
+    config: &'a SophonConfig,
+    eval_batch: usize,
+    seed: u64,
+    devices: &'a Devices,
+}
+
+impl EvalContext<'_> {
+    /// Measure intactness and the probe at outer iteration `it`, record both.
+    fn evaluate(&self, model: &Classifier, it: usize, p: &mut Progress, monitor: &mut dyn Monitor) {
+        p.original_acc = accuracy(
+            model,
+            &self.original.test,
+            self.eval_batch,
+            &self.devices.eval,
+        );
+        p.probe_restricted_acc = probe(
+            model,
+            self.restricted,
+            &self.config.probe,
+            self.eval_batch,
+            self.seed,
+            it,
+            self.devices,
+        );
+        monitor.metric("sophon/original_acc", it, p.original_acc);
+        monitor.metric("sophon/probe_restricted_acc", it, p.probe_restricted_acc);
+    }
+}
+
 fn record_settings(monitor: &mut dyn Monitor, p: &Progress, step: usize) {
     monitor.metric("sophon/alpha", step, p.alpha);
     monitor.metric("sophon/beta", step, p.beta);
@@ -159,18 +192,15 @@ pub fn protect(
     monitor.phase("sophon", config.outer_iterations);
     if p.iteration == 0 {
         record_settings(monitor, &p, 0);
-        p.original_acc = accuracy(&model, &original.test, eval_batch, &devices.eval);
-        p.probe_restricted_acc = probe(
-            &model,
+        let ctx = EvalContext {
+            original,
             restricted,
-            &config.probe,
+            config,
             eval_batch,
             seed,
-            0,
             devices,
-        );
-        monitor.metric("sophon/original_acc", 0, p.original_acc);
-        monitor.metric("sophon/probe_restricted_acc", 0, p.probe_restricted_acc);
+        };
+        ctx.evaluate(&model, 0, &mut p, monitor);
     }
     let mut guard_triggered = false;
     while p.iteration < config.outer_iterations {
@@ -228,18 +258,15 @@ pub fn protect(
         }
 
         if it % p.eval_every == 0 || it == config.outer_iterations {
-            p.original_acc = accuracy(&model, &original.test, eval_batch, &devices.eval);
-            p.probe_restricted_acc = probe(
-                &model,
+            let ctx = EvalContext {
+                original,
                 restricted,
-                &config.probe,
+                config,
                 eval_batch,
                 seed,
-                it,
                 devices,
-            );
-            monitor.metric("sophon/original_acc", it, p.original_acc);
-            monitor.metric("sophon/probe_restricted_acc", it, p.probe_restricted_acc);
+            };
+            ctx.evaluate(&model, it, &mut p, monitor);
             if let (Some(guard), Some(start)) = (&config.guard, rollback)
                 && p.original_acc < guard.min_original_acc
             {

@@ -31,6 +31,27 @@ impl Monitor for Recorder {
     }
 }
 
+/// A fresh model (seeded) pre-trained on the config's original domain, and that domain.
+pub fn pretrained(
+    config: &ExperimentConfig,
+    seed: u64,
+    devices: &Devices,
+) -> (Classifier, sophon_workbench::data::Domain) {
+    let (original, _) = experiment::load_domains(config).unwrap();
+    let model = experiment::fresh_model(config, 10, seed, devices);
+    let model = pretrain(
+        model,
+        &original,
+        &config.pretrain,
+        200,
+        seed,
+        devices,
+        &mut Recorder::default(),
+    )
+    .unwrap();
+    (model, original)
+}
+
 /// The quick preset without its `[sophon]` section: pre-training and attacks only.
 pub fn small_without_sophon(overrides: &[&str]) -> ExperimentConfig {
     let mut c = small(overrides);
@@ -175,18 +196,7 @@ fn the_ndarray_backend_trains_like_flex() {
     #[allow(deprecated)]
     for device in [Device::flex(), Device::ndarray()] {
         let devices = Devices::new(device);
-        let (original, _) = experiment::load_domains(&config).unwrap();
-        let model = experiment::fresh_model(&config, 10, 5, &devices);
-        let model = pretrain(
-            model,
-            &original,
-            &config.pretrain,
-            200,
-            5,
-            &devices,
-            &mut Recorder::default(),
-        )
-        .unwrap();
+        let (model, original) = pretrained(&config, 5, &devices);
         accs.push(accuracy(&model, &original.test, 200, &devices.eval));
     }
     assert!(
@@ -209,18 +219,7 @@ fn wgpu_trains_when_an_adapter_exists() {
     assert_eq!(backend.is_software_adapter(), adapter.is_software());
     let config = small(DIGITS_MLP);
     let devices = Devices::new(backend.device);
-    let (original, _) = experiment::load_domains(&config).unwrap();
-    let model = experiment::fresh_model(&config, 10, 5, &devices);
-    let model = pretrain(
-        model,
-        &original,
-        &config.pretrain,
-        200,
-        5,
-        &devices,
-        &mut Recorder::default(),
-    )
-    .unwrap();
+    let (model, original) = pretrained(&config, 5, &devices);
     let acc = accuracy(&model, &original.test, 200, &devices.eval);
     assert!(acc > 0.7, "wgpu accuracy {acc}");
     let _ = model.num_params();

@@ -212,6 +212,14 @@ fn run_headless(
             .expect("a valid template")
             .progress_chars("=> "),
     );
+    // Without a terminal the bar is hidden and so are its lines: print them plainly then.
+    let say = |line: String| {
+        if bar.is_hidden() {
+            println!("{line}");
+        } else {
+            bar.println(line);
+        }
+    };
     let mut dir = PathBuf::new();
     for event in worker.events.iter() {
         match event {
@@ -222,7 +230,7 @@ fn run_headless(
                 reason,
                 ..
             } => {
-                bar.println(format!(
+                say(format!(
                     "run folder {}\nbackend {backend} on {adapter}: {reason}",
                     d.display()
                 ));
@@ -242,7 +250,7 @@ fn run_headless(
                 bar.set_message(format!("intactness {:.3}", p.value))
             }
             Event::Metric(_) => {}
-            Event::Log(line) => bar.println(line),
+            Event::Log(line) => say(line),
             Event::Paused | Event::Resumed => {}
             Event::Finished(summary) => {
                 bar.finish_and_clear();

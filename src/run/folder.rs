@@ -109,11 +109,14 @@ impl RunFolder {
             ));
         }
         let done = read_state(dir)?.map_or(0, |s| s.progress.iteration);
+        // Without a pre-trained checkpoint the resumed run starts over, pre-training included.
+        let pretrained = dir.join("checkpoints").join("pretrained.bpk").exists();
         let kept: Vec<MetricPoint> = read_metrics(dir)?
             .into_iter()
             .filter(|m| {
-                m.series.starts_with("pretrain/")
-                    || (m.series.starts_with("sophon/") && m.step <= done)
+                pretrained
+                    && (m.series.starts_with("pretrain/")
+                        || (m.series.starts_with("sophon/") && m.step <= done))
             })
             .collect();
         let mut text = String::new();

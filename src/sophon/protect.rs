@@ -190,17 +190,17 @@ pub fn protect(
         }
     };
     monitor.phase("sophon", config.outer_iterations);
+    let eval = EvalContext {
+        original,
+        restricted,
+        config,
+        eval_batch,
+        seed,
+        devices,
+    };
     if p.iteration == 0 {
         record_settings(monitor, &p, 0);
-        let ctx = EvalContext {
-            original,
-            restricted,
-            config,
-            eval_batch,
-            seed,
-            devices,
-        };
-        ctx.evaluate(&model, 0, &mut p, monitor);
+        eval.evaluate(&model, 0, &mut p, monitor);
     }
     let mut guard_triggered = false;
     while p.iteration < config.outer_iterations {
@@ -258,15 +258,7 @@ pub fn protect(
         }
 
         if it % p.eval_every == 0 || it == config.outer_iterations {
-            let ctx = EvalContext {
-                original,
-                restricted,
-                config,
-                eval_batch,
-                seed,
-                devices,
-            };
-            ctx.evaluate(&model, it, &mut p, monitor);
+            eval.evaluate(&model, it, &mut p, monitor);
             if let (Some(guard), Some(start)) = (&config.guard, rollback)
                 && p.original_acc < guard.min_original_acc
             {

@@ -246,30 +246,16 @@ fn a_resumed_run_reproduces_the_uninterrupted_metrics() {
     let (full, cut) = (base.path().join("full"), base.path().join("cut"));
 
     let worker = run::spawn(Box::new(|| {}));
-    worker
-        .commands
-        .send(Command::Start(Box::new(request(
-            &full,
-            &over,
-            BackendChoice::Ndarray,
-            false,
-        ))))
-        .unwrap();
-    assert!(matches!(
-        until(&worker, |e| e.is_terminal()),
-        Event::Finished(_)
-    ));
+    let start = |dir: &std::path::Path, resume: bool| {
+        let req = request(dir, &over, BackendChoice::Ndarray, resume);
+        worker.commands.send(Command::Start(Box::new(req))).unwrap();
+    };
+    let finishes = || matches!(until(&worker, |e| e.is_terminal()), Event::Finished(_));
+    start(&full, false);
+    assert!(finishes());
 
     // The same run stopped during its third outer iteration...
-    worker
-        .commands
-        .send(Command::Start(Box::new(request(
-            &cut,
-            &over,
-            BackendChoice::Ndarray,
-            false,
-        ))))
-        .unwrap();
+    start(&cut, false);
     // (Progress 2 in the SOPHON phase comes right after the checkpoint of iteration 2.)
     until(
         &worker,
@@ -281,19 +267,8 @@ fn a_resumed_run_reproduces_the_uninterrupted_metrics() {
     assert_eq!(read_summary(&cut).unwrap().status, "stopped");
 
     // ...then resumed from its checkpoint.
-    worker
-        .commands
-        .send(Command::Start(Box::new(request(
-            &cut,
-            &over,
-            BackendChoice::Ndarray,
-            true,
-        ))))
-        .unwrap();
-    assert!(matches!(
-        until(&worker, |e| e.is_terminal()),
-        Event::Finished(_)
-    ));
+    start(&cut, true);
+    assert!(finishes());
 
     let a = sophon_points(&read_metrics(&full).unwrap());
     let b = sophon_points(&read_metrics(&cut).unwrap());

@@ -121,16 +121,19 @@ fn copies_for_fine_tuning_leave_batchnorm_statistics_alone() {
     let copy = model.detached_copy();
     let mut one_epoch = config.pretrain.clone();
     one_epoch.epochs = 1;
-    let trained = pretrain(
-        copy,
-        &original,
-        &one_epoch,
-        200,
-        1,
-        &devices,
-        &mut Recorder::default(),
-    )
-    .unwrap();
+    let train_one_epoch = |m: Classifier| {
+        pretrain(
+            m,
+            &original,
+            &one_epoch,
+            200,
+            1,
+            &devices,
+            &mut Recorder::default(),
+        )
+        .unwrap()
+    };
+    let trained = train_one_epoch(copy);
     assert_eq!(snapshot(&model), before);
     assert_ne!(
         snapshot(&trained),
@@ -139,16 +142,7 @@ fn copies_for_fine_tuning_leave_batchnorm_statistics_alone() {
     );
     // Whereas a plain clone shares them (the trap the copy avoids).
     let clone = model.clone();
-    let _ = pretrain(
-        clone,
-        &original,
-        &one_epoch,
-        200,
-        1,
-        &devices,
-        &mut Recorder::default(),
-    )
-    .unwrap();
+    let _ = train_one_epoch(clone);
     assert_ne!(snapshot(&model), before);
 }
 

@@ -246,6 +246,29 @@ impl DataSource {
         }
     }
 
+    /// The files and folders the source reads, by field name.
+    pub fn paths_mut(&mut self) -> Vec<(&'static str, &mut PathBuf)> {
+        match self {
+            DataSource::Idx {
+                train_images,
+                train_labels,
+                test_images,
+                test_labels,
+                ..
+            } => vec![
+                ("train_images", train_images),
+                ("train_labels", train_labels),
+                ("test_images", test_images),
+                ("test_labels", test_labels),
+            ],
+            DataSource::Cifar10 { dir, .. } | DataSource::Cifar100 { dir, .. } => {
+                vec![("dir", dir)]
+            }
+            DataSource::Folder { train, test, .. } => vec![("train", train), ("test", test)],
+            DataSource::Procedural { .. } | DataSource::Digits => Vec::new(),
+        }
+    }
+
     /// A short human description.
     pub fn describe(&self) -> String {
         match self {
@@ -466,29 +489,14 @@ impl ExperimentConfig {
     /// Make relative file paths absolute against `base`.
     pub fn resolve_paths(&mut self, base: &Path) {
         let fix = |p: &mut PathBuf| {
-            if p.is_relative() {
+            // An empty path stays empty, so validation can say that it is missing.
+            if p.is_relative() && !p.as_os_str().is_empty() {
                 *p = base.join(&*p);
             }
         };
         for source in [&mut self.original, &mut self.restricted] {
-            match source {
-                DataSource::Idx {
-                    train_images,
-                    train_labels,
-                    test_images,
-                    test_labels,
-                    ..
-                } => {
-                    for p in [train_images, train_labels, test_images, test_labels] {
-                        fix(p);
-                    }
-                }
-                DataSource::Cifar10 { dir, .. } | DataSource::Cifar100 { dir, .. } => fix(dir),
-                DataSource::Folder { train, test, .. } => {
-                    fix(train);
-                    fix(test);
-                }
-                DataSource::Procedural { .. } | DataSource::Digits => {}
+            for (_, p) in source.paths_mut() {
+                fix(p);
             }
         }
         if let Some(p) = &mut self.pretrain.load {
@@ -592,6 +600,14 @@ impl ExperimentConfig {
         if let DataSource::Procedural { train, test, .. } = source {
             at_least(&format!("{field}.train"), *train, 1)?;
             at_least(&format!("{field}.test"), *test, 1)?;
+        }
+        for (name, path) in source.clone().paths_mut() {
+            if path.as_os_str().is_empty() {
+                return Err(invalid(
+                    format!("{field}.{name}"),
+                    "no file or folder chosen",
+                ));
+            }
         }
         for (name, limit) in [
             ("train_limit", source.train_limit()),

@@ -1,9 +1,11 @@
 //! SOPHON Workbench: non-fine-tunable learning (SOPHON, IEEE S&P 2024) on burn.
 //!
-//! Layers, each importing only those below it (see DESIGN.md): `run` (worker thread, backend,
+//! Layers, each importing only those below it (see DESIGN.md): `app` (the egui window) →
+//! `run` (worker thread, backend,
 //! run folder) → `sophon` (pre-training, FTS/NTR, losses, attacker evaluation) → `model` and
 //! `data` → `config`.
 
+pub mod app;
 pub mod config;
 pub mod data;
 pub mod model;

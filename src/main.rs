@@ -1,5 +1,5 @@
-//! Command line: `run` executes a preset headless with a progress bar; with no arguments the
-//! built-in default experiment runs.
+//! Command line: with no subcommand the window opens (on the remembered experiment, else the
+//! built-in default); `run` executes a preset headless with a progress bar.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,14 +20,26 @@ use sophon_workbench::sophon::experiment::Summary;
 struct Cli {
     #[command(subcommand)]
     command: Option<Cmd>,
+    /// Window: open this preset (TOML) instead of the remembered experiment.
+    #[arg(long)]
+    preset: Option<PathBuf>,
+    /// Window: press Start as soon as it opens (for demos).
+    #[arg(long)]
+    run_on_start: bool,
+    /// Window: where run folders are written and listed.
+    #[arg(long, default_value = "runs")]
+    runs_dir: PathBuf,
+    /// Window: preload this many synthetic curve points and print frame times on exit.
+    #[arg(long, default_value_t = 0, hide = true)]
+    stress_points: usize,
 }
 
 #[derive(Subcommand)]
 enum Cmd {
     /// Run an experiment headless: pre-train, (protect,) attack; write a run folder.
     Run {
-        /// A preset TOML file (or a run folder's config.toml).
-        preset: PathBuf,
+        /// A preset TOML file (or a run folder's config.toml); default: the built-in default.
+        preset: Option<PathBuf>,
         /// The run folder to write (default: runs/<name>-<UTC time>).
         #[arg(long)]
         out: Option<PathBuf>,
@@ -82,9 +94,16 @@ fn main() -> ExitCode {
             out,
             backend,
             set,
-        }) => ExperimentConfig::load(&preset, &set)
-            .map_err(anyhow::Error::from)
-            .and_then(|config| run_headless(config, backend, out.map(OutDir::Exact), false)),
+        }) => match &preset {
+            Some(p) => ExperimentConfig::load(p, &set),
+            None => ExperimentConfig::from_toml(
+                sophon_workbench::DEFAULT_PRESET,
+                "built-in default preset",
+                &set,
+            ),
+        }
+        .map_err(anyhow::Error::from)
+        .and_then(|config| run_headless(config, backend, out.map(OutDir::Exact), false)),
         Some(Cmd::Resume { dir, backend }) => ExperimentConfig::load(&dir.join("config.toml"), &[])
             .map_err(anyhow::Error::from)
             .and_then(|config| run_headless(config, backend, Some(OutDir::Exact(dir)), true)),
@@ -93,16 +112,13 @@ fn main() -> ExitCode {
         Some(Cmd::Preview { preset, out, set }) => ExperimentConfig::load(&preset, &set)
             .map_err(anyhow::Error::from)
             .and_then(|config| preview(&config, &out)),
-        None => {
-            // Until the window exists, the default experiment runs headless.
-            ExperimentConfig::from_toml(
-                sophon_workbench::DEFAULT_PRESET,
-                "built-in default preset",
-                &[],
-            )
-            .map_err(anyhow::Error::from)
-            .and_then(|config| run_headless(config, BackendChoice::Auto, None, false))
-        }
+        None => sophon_workbench::app::run_window(sophon_workbench::app::AppOptions {
+            preset: cli.preset,
+            run_on_start: cli.run_on_start,
+            runs_dir: Some(cli.runs_dir),
+            stress_points: cli.stress_points,
+        })
+        .map_err(anyhow::Error::msg),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -7,15 +7,16 @@
 use std::time::Instant;
 
 use super::config::{Environment, ProbeConfig, SophonConfig, SuppressionLoss};
-use super::fts::{fts_step, sample_batch};
+use super::fts::{fts_gradient, fts_step, sample_batch};
 use super::protect::optimizers;
 use super::train::train_step;
 use super::{Devices, Interrupted, Monitor};
 use crate::config::{Background, ModelKind, OptimizerConfig, OptimizerKind, ProceduralDomain};
-use crate::data::Split;
 use crate::data::procedural::{self, Spec};
 use crate::data::rng::Rng;
+use crate::data::{ImageSet, Split};
 use crate::model::{Classifier, ClassifierConfig};
+use burn::optim::ModuleOptimizer;
 
 /// The bench-small SOPHON settings with `k` inner steps.
 pub fn bench_config(k: usize) -> SophonConfig {
@@ -58,47 +59,129 @@ impl Monitor for Silent {
     }
 }
 
-/// Milliseconds of each timed outer iteration, after `warmup` untimed ones.
-pub fn run(devices: &Devices, k: usize, warmup: usize, iters: usize) -> Vec<f64> {
-    let spec = |background| Spec {
+/// The state of bench-small, with one method per hot piece of an outer iteration (for
+/// `cargo bench`) and [`Pieces::outer_iteration`] for the whole.
+pub struct Pieces {
+    devices: Devices,
+    config: SophonConfig,
+    model: Option<Classifier>,
+    fts: ModuleOptimizer,
+    ntr: ModuleOptimizer,
+    original: ImageSet,
+    restricted: ImageSet,
+    rng: Rng,
+}
+
+impl Pieces {
+    /// bench-small with K = 10 inner steps.
+    pub fn new(devices: &Devices) -> Self {
+        Self::with_k(devices, 10)
+    }
+
+    pub fn with_k(devices: &Devices, k: usize) -> Self {
+        let original = procedural::generate(&bench_spec(Background::Plain), 1, Split::Train, 1000);
+        let restricted =
+            procedural::generate(&bench_spec(Background::Texture), 1, Split::Train, 1000);
+        devices.train.seed(1);
+        let model = ClassifierConfig::new(ModelKind::CnnSmall, 1, 28, 10).init(&devices.train);
+        let (fts, ntr) = optimizers();
+        Self {
+            devices: devices.clone(),
+            config: bench_config(k),
+            model: Some(model),
+            fts,
+            ntr,
+            original,
+            restricted,
+            rng: Rng::new(1),
+        }
+    }
+
+    /// One simulated fine-tuning step and the query loss's gradient, without applying it.
+    /// Returns the query loss (read back, so the device has finished).
+    pub fn inner_step(&mut self) -> f64 {
+        let mut one = self.config.clone();
+        one.inner_steps = 1;
+        let model = self.model.as_ref().expect("the model is always put back");
+        fts_gradient(
+            model,
+            &one,
+            &self.restricted,
+            &mut self.rng,
+            &self.devices,
+            &mut Silent,
+        )
+        .expect("the silent monitor never interrupts")
+        .1
+    }
+
+    /// One FTS step: K inner steps, accumulation, clipping, the Adam update. Returns the loss.
+    pub fn fts_step(&mut self) -> f64 {
+        let model = self.model.take().expect("the model is always put back");
+        let (model, stats) = fts_step(
+            model,
+            &mut self.fts,
+            self.config.alpha,
+            &self.config,
+            &self.restricted,
+            &mut self.rng,
+            &self.devices,
+            &mut Silent,
+        )
+        .expect("the silent monitor never interrupts");
+        self.model = Some(model);
+        stats.loss
+    }
+
+    /// One NTR step on a batch of `ntr_batch_size` original images. Returns the loss.
+    pub fn ntr_step(&mut self) -> f64 {
+        let model = self.model.take().expect("the model is always put back");
+        let idx = sample_batch(
+            self.original.len(),
+            self.config.ntr_batch_size,
+            &mut self.rng,
+        );
+        let (model, loss) = train_step(
+            model,
+            &mut self.ntr,
+            self.config.beta,
+            &self.original,
+            &idx,
+            &self.devices.train,
+        );
+        self.model = Some(model);
+        loss
+    }
+
+    /// One outer iteration: one FTS step, then one NTR step.
+    pub fn outer_iteration(&mut self) -> f64 {
+        self.fts_step();
+        // `train_step` reads the loss back, so the device has finished this iteration's work.
+        self.ntr_step()
+    }
+}
+
+fn bench_spec(background: Background) -> Spec {
+    Spec {
         domain: ProceduralDomain::Shapes,
         background,
         size: 28,
         channels: 1,
-    };
-    let original = procedural::generate(&spec(Background::Plain), 1, Split::Train, 1000);
-    let restricted = procedural::generate(&spec(Background::Texture), 1, Split::Train, 1000);
-    let config = bench_config(k);
-    devices.train.seed(1);
-    let mut model = ClassifierConfig::new(ModelKind::CnnSmall, 1, 28, 10).init(&devices.train);
-    let (mut fts, mut ntr) = optimizers();
-    let mut rng = Rng::new(1);
+    }
+}
+
+/// Generate `n` procedural 28×28 shapes (textured background); returns how many.
+pub fn procedural_batch(n: usize) -> usize {
+    procedural::generate(&bench_spec(Background::Texture), 3, Split::Test, n).len()
+}
+
+/// Milliseconds of each timed outer iteration, after `warmup` untimed ones.
+pub fn run(devices: &Devices, k: usize, warmup: usize, iters: usize) -> Vec<f64> {
+    let mut pieces = Pieces::with_k(devices, k);
     let mut times = Vec::with_capacity(iters);
     for i in 0..warmup + iters {
         let t = Instant::now();
-        model = fts_step(
-            model,
-            &mut fts,
-            config.alpha,
-            &config,
-            &restricted,
-            &mut rng,
-            devices,
-            &mut Silent,
-        )
-        .expect("the silent monitor never interrupts")
-        .0;
-        let idx = sample_batch(original.len(), config.ntr_batch_size, &mut rng);
-        let (m, loss) = train_step(
-            model,
-            &mut ntr,
-            config.beta,
-            &original,
-            &idx,
-            &devices.train,
-        );
-        model = m;
-        // `train_step` read the loss back, so the device has finished this iteration's work.
+        let loss = pieces.outer_iteration();
         debug_assert!(loss.is_finite());
         if i >= warmup {
             times.push(t.elapsed().as_secs_f64() * 1e3);
@@ -110,13 +193,7 @@ pub fn run(devices: &Devices, k: usize, warmup: usize, iters: usize) -> Vec<f64>
 /// Milliseconds of plain training steps (cnn-small, 1×28×28, batch 64, Adam lr 1e-3): the
 /// figure that compares backends for ordinary training.
 pub fn train_steps(devices: &Devices, warmup: usize, iters: usize) -> Vec<f64> {
-    let spec = Spec {
-        domain: ProceduralDomain::Shapes,
-        background: Background::Plain,
-        size: 28,
-        channels: 1,
-    };
-    let data = procedural::generate(&spec, 1, Split::Train, 640);
+    let data = procedural::generate(&bench_spec(Background::Plain), 1, Split::Train, 640);
     devices.train.seed(1);
     let mut model = ClassifierConfig::new(ModelKind::CnnSmall, 1, 28, 10).init(&devices.train);
     let mut optim = super::optim::build(&OptimizerConfig::new(OptimizerKind::Adam, 1e-3));

@@ -6,4 +6,5 @@ mod data_sources;
 mod models;
 mod sophon;
 mod training;
+mod window;
 mod worker;

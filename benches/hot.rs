@@ -1,0 +1,68 @@
+//! `cargo bench`: the hot pieces of a SOPHON outer iteration of bench-small (cnn-small, 1×28×28,
+//! 10 classes, batch 150 = 130 support + 20 query), on each CPU backend and on wgpu when an
+//! adapter exists. `sophon-workbench bench` times whole outer iterations; this splits them.
+
+use burn::prelude::Device;
+use divan::Bencher;
+use sophon_workbench::sophon::Devices;
+use sophon_workbench::sophon::bench::Pieces;
+
+fn main() {
+    divan::main();
+}
+
+fn devices(name: &str) -> Option<Devices> {
+    let device = match name {
+        "flex" => Device::flex(),
+        #[allow(deprecated)]
+        "ndarray" => Device::ndarray(),
+        _ => {
+            sophon_workbench::run::backend::probe_adapter()?;
+            sophon_workbench::run::backend::select(sophon_workbench::run::BackendChoice::Wgpu)
+                .ok()?
+                .device
+        }
+    };
+    Some(Devices::new(device))
+}
+
+const BACKENDS: [&str; 3] = ["flex", "ndarray", "wgpu"];
+
+/// One simulated fine-tuning step (forward, backward, SGD update) plus the query loss's gradient.
+#[divan::bench(args = BACKENDS, sample_count = 10, sample_size = 1)]
+fn inner_step(bencher: Bencher, backend: &str) {
+    let Some(devices) = devices(backend) else {
+        return;
+    };
+    let mut pieces = Pieces::new(&devices);
+    pieces.inner_step(); // warm-up: shader compilation, allocator
+    bencher.bench_local(|| pieces.inner_step());
+}
+
+/// One FTS step: K = 10 inner steps, first-order accumulation, clipping, the Adam update.
+#[divan::bench(args = BACKENDS, sample_count = 5, sample_size = 1)]
+fn fts_step(bencher: Bencher, backend: &str) {
+    let Some(devices) = devices(backend) else {
+        return;
+    };
+    let mut pieces = Pieces::new(&devices);
+    pieces.fts_step();
+    bencher.bench_local(|| pieces.fts_step());
+}
+
+/// One NTR step: cross-entropy on a batch of 150 original images, Adam.
+#[divan::bench(args = BACKENDS, sample_count = 10, sample_size = 1)]
+fn ntr_step(bencher: Bencher, backend: &str) {
+    let Some(devices) = devices(backend) else {
+        return;
+    };
+    let mut pieces = Pieces::new(&devices);
+    pieces.ntr_step();
+    bencher.bench_local(|| pieces.ntr_step());
+}
+
+/// Generating a batch of 150 procedural 28×28 images (shapes) on the CPU.
+#[divan::bench(sample_count = 10)]
+fn procedural_batch() -> usize {
+    sophon_workbench::sophon::bench::procedural_batch(150)
+}

@@ -1,0 +1,244 @@
+//! Live curves: intactness and the probe, SOPHON's losses, pre-training, and the attack's
+//! fine-tuning curves of protected / original / scratch on one plot. Plots draw decimated,
+//! optionally smoothed views of the full history kept in a [`SeriesStore`].
+
+use egui::{Color32, Id, Ui};
+use egui_plot::{Legend, Line, LineStyle, Plot, PlotUi, VLine};
+
+use super::series::{SeriesStore, decimate, segments, smooth};
+
+/// A live change of a knob, drawn as a vertical line at the outer iteration it applied from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Marker {
+    pub step: f64,
+    pub label: String,
+}
+
+/// A past run's curves drawn beside the current one.
+pub struct Overlay<'a> {
+    pub name: &'a str,
+    pub series: &'a SeriesStore,
+}
+
+/// What the plots remember between frames.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct PlotSettings {
+    /// EMA weight on the past for the loss curves (0 = raw only).
+    pub smoothing: f64,
+    /// The attacker strategy whose curves are shown.
+    pub strategy: Option<String>,
+}
+
+impl Default for PlotSettings {
+    fn default() -> Self {
+        Self {
+            smoothing: 0.6,
+            strategy: None,
+        }
+    }
+}
+
+pub const INTACT: Color32 = Color32::from_rgb(80, 200, 120);
+pub const PROBE: Color32 = Color32::from_rgb(240, 150, 40);
+const FTS: Color32 = Color32::from_rgb(220, 80, 80);
+const NTR: Color32 = Color32::from_rgb(90, 150, 240);
+const PROTECTED: Color32 = Color32::from_rgb(230, 70, 70);
+const ORIGINAL: Color32 = Color32::from_rgb(80, 140, 240);
+const SCRATCH: Color32 = Color32::from_rgb(170, 170, 170);
+
+/// Draw one series: the raw line (faint when smoothed), the smoothed line, broken at NaN, at
+/// most about two points per pixel.
+fn draw(
+    plot: &mut PlotUi<'_>,
+    name: &str,
+    points: &[[f64; 2]],
+    color: Color32,
+    smoothing: f64,
+    style: LineStyle,
+) {
+    let buckets = (plot.transform().frame().width() as usize).max(64);
+    let raw = decimate(points, buckets);
+    let smoothed = (smoothing > 0.0).then(|| decimate(&smooth(points, smoothing), buckets));
+    let raw_color = if smoothed.is_some() {
+        color.gamma_multiply(0.3)
+    } else {
+        color
+    };
+    let raw_name = if smoothed.is_some() {
+        format!("{name} (raw)")
+    } else {
+        name.to_owned()
+    };
+    for seg in segments(&raw) {
+        plot.line(
+            Line::new(raw_name.as_str(), seg)
+                .color(raw_color)
+                .style(style),
+        );
+    }
+    if let Some(s) = smoothed {
+        for seg in segments(&s) {
+            plot.line(Line::new(name, seg).color(color).width(2.0).style(style));
+        }
+    }
+}
+
+fn markers_on(plot: &mut PlotUi<'_>, markers: &[Marker]) {
+    for m in markers {
+        plot.vline(
+            VLine::new(m.label.clone(), m.step)
+                .color(Color32::from_rgb(200, 200, 90))
+                .style(LineStyle::dashed_loose()),
+        );
+    }
+}
+
+/// The plot names, so tests can find them.
+pub const INTACTNESS_PLOT: &str = "Intactness and non-fine-tunability probe";
+pub const LOSS_PLOT: &str = "SOPHON losses";
+pub const ATTACK_PLOT: &str = "Attack: restricted accuracy while fine-tuning";
+pub const PRETRAIN_PLOT: &str = "Pre-training loss";
+
+/// The attacker strategies that have curves in `store`.
+pub fn strategies(store: &SeriesStore) -> Vec<String> {
+    let mut names: Vec<String> = store
+        .with_prefix("attack/")
+        .filter_map(|(n, _)| n.split('/').nth(1).map(str::to_owned))
+        .collect();
+    names.dedup();
+    names
+}
+
+pub fn curves_ui(
+    ui: &mut Ui,
+    store: &SeriesStore,
+    overlays: &[Overlay<'_>],
+    markers: &[Marker],
+    settings: &mut PlotSettings,
+) {
+    ui.horizontal(|ui| {
+        ui.add(egui::Slider::new(&mut settings.smoothing, 0.0..=0.99).text("smoothing"))
+            .on_hover_text(
+                "Exponential moving average of the loss curves; the raw line stays visible, faint.",
+            );
+        ui.separator();
+        ui.label(format!("{} points", store.len()));
+    });
+    let group = Id::unique("sophon-x");
+    let height = ((ui.available_height() - 60.0) / 2.0).max(120.0);
+    let width = ui.available_width() / 2.0 - 8.0;
+    ui.horizontal(|ui| {
+        ui.vertical(|ui| {
+            ui.set_width(width);
+            ui.label(INTACTNESS_PLOT).on_hover_text(
+                "Green: original-domain test accuracy (keep it high). Orange: restricted accuracy after a short fine-tune of a copy (keep it low).",
+            );
+            Plot::new(INTACTNESS_PLOT)
+                .height(height)
+                .legend(Legend::default())
+                .link_axis(group, [true, false])
+                .link_cursor(group, [true, false])
+                .x_axis_label("outer iteration")
+                .include_y(0.0)
+                .include_y(1.0)
+                .show(ui, |plot| {
+                    for (series, label, color) in [
+                        ("sophon/original_acc", "intactness", INTACT),
+                        ("sophon/probe_restricted_acc", "probe (restricted)", PROBE),
+                    ] {
+                        if let Some(p) = store.get(series) {
+                            draw(plot, label, p, color, 0.0, LineStyle::Solid);
+                        }
+                        for o in overlays {
+                            if let Some(p) = o.series.get(series) {
+                                let name = format!("{label}: {}", o.name);
+                                draw(plot, &name, p, color, 0.0, LineStyle::dashed_dense());
+                            }
+                        }
+                    }
+                    markers_on(plot, markers);
+                });
+        });
+        ui.vertical(|ui| {
+            ui.set_width(width);
+            ui.label(LOSS_PLOT).on_hover_text(
+                "Red: the suppression loss of the simulated fine-tuning (FTS). Blue: cross-entropy of normal training (NTR).",
+            );
+            Plot::new(LOSS_PLOT)
+                .height(height)
+                .legend(Legend::default())
+                .link_axis(group, [true, false])
+                .link_cursor(group, [true, false])
+                .x_axis_label("outer iteration")
+                .show(ui, |plot| {
+                    for (series, label, color) in [
+                        ("sophon/fts_loss", "FTS loss", FTS),
+                        ("sophon/ntr_loss", "NTR loss", NTR),
+                    ] {
+                        if let Some(p) = store.get(series) {
+                            draw(plot, label, p, color, settings.smoothing, LineStyle::Solid);
+                        }
+                    }
+                    markers_on(plot, markers);
+                });
+        });
+    });
+    ui.horizontal(|ui| {
+        ui.vertical(|ui| {
+            ui.set_width(width);
+            ui.label(PRETRAIN_PLOT);
+            Plot::new(PRETRAIN_PLOT)
+                .height(height)
+                .legend(Legend::default())
+                .x_axis_label("training step")
+                .show(ui, |plot| {
+                    if let Some(p) = store.get("pretrain/loss") {
+                        draw(plot, "cross-entropy", p, NTR, settings.smoothing, LineStyle::Solid);
+                    }
+                });
+        });
+        ui.vertical(|ui| {
+            ui.set_width(width);
+            let names = strategies(store);
+            ui.horizontal(|ui| {
+                ui.label(ATTACK_PLOT).on_hover_text(
+                    "SOPHON works when the red (protected) curve stays at or below the grey (scratch) one, far below the blue (original).",
+                );
+                if settings.strategy.as_ref().is_none_or(|s| !names.contains(s)) {
+                    settings.strategy = names.first().cloned();
+                }
+                if let Some(current) = settings.strategy.clone() {
+                    egui::ComboBox::from_id_salt("attack-strategy")
+                        .selected_text(current)
+                        .show_ui(ui, |ui| {
+                            for n in &names {
+                                ui.selectable_value(&mut settings.strategy, Some(n.clone()), n);
+                            }
+                        });
+                }
+            });
+            Plot::new(ATTACK_PLOT)
+                .height(height)
+                .legend(Legend::default())
+                .x_axis_label("epoch")
+                .include_y(0.0)
+                .include_y(1.0)
+                .show(ui, |plot| {
+                    let Some(strategy) = &settings.strategy else {
+                        return;
+                    };
+                    for (start, color) in [
+                        ("protected", PROTECTED),
+                        ("original", ORIGINAL),
+                        ("scratch", SCRATCH),
+                    ] {
+                        let series = format!("attack/{strategy}/{start}/restricted_acc");
+                        if let Some(p) = store.get(&series) {
+                            draw(plot, start, p, color, 0.0, LineStyle::Solid);
+                        }
+                    }
+                });
+        });
+    });
+}

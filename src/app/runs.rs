@@ -1,0 +1,191 @@
+//! Past runs: every run is a run folder. The list reads their `summary.json`, overlays their
+//! curves, and places each on the intactness vs non-fine-tunability scatter. Reading happens on
+//! a background thread; this module only parses and draws.
+
+use std::path::{Path, PathBuf};
+
+use egui::{Color32, RichText, Ui};
+use egui_plot::{Legend, Plot, Points};
+
+use super::series::SeriesStore;
+use crate::config::Start;
+use crate::run::folder::{read_metrics, read_summary};
+use crate::sophon::experiment::Summary;
+
+/// One run folder as the runs list shows it.
+#[derive(Debug, Clone)]
+pub struct RunEntry {
+    pub dir: PathBuf,
+    pub summary: Summary,
+    /// Its curves, once loaded for an overlay.
+    pub series: Option<SeriesStore>,
+    pub overlay: bool,
+}
+
+impl RunEntry {
+    pub fn label(&self) -> String {
+        self.dir.file_name().map_or_else(
+            || self.dir.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        )
+    }
+
+    /// Original-domain test accuracy of the final model (after SOPHON, else after pre-training).
+    pub fn intactness(&self) -> Option<f64> {
+        let s = &self.summary;
+        s.sophon
+            .as_ref()
+            .map(|p| p.original_acc)
+            .or(s.pretrain.as_ref().map(|p| p.original_acc))
+    }
+
+    /// Restricted-domain accuracy an attacker reaches from the final model: the first strategy's
+    /// final accuracy from the protected start (from the original one without SOPHON), else the
+    /// last probe. Lower is less fine-tunable.
+    pub fn fine_tunability(&self) -> Option<f64> {
+        let s = &self.summary;
+        let start = if s.sophon.is_some() {
+            Start::Protected
+        } else {
+            Start::Original
+        };
+        s.attack
+            .iter()
+            .find(|a| a.start == start)
+            .map(|a| a.final_restricted_acc)
+            .or(s.sophon.as_ref().map(|p| p.probe_restricted_acc))
+    }
+}
+
+/// Read one run folder (summary only; curves load on demand).
+pub fn read_run(dir: &Path) -> Result<RunEntry, String> {
+    let summary =
+        read_summary(dir).map_err(|e| format!("{}: not a run folder ({e})", dir.display()))?;
+    Ok(RunEntry {
+        dir: dir.to_path_buf(),
+        summary,
+        series: None,
+        overlay: false,
+    })
+}
+
+/// Every run folder directly inside `base`, oldest first (run folder names start with the
+/// name and a UTC time, so name order is close; modification time decides).
+pub fn scan(base: &Path) -> Vec<RunEntry> {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return Vec::new();
+    };
+    let mut runs: Vec<(std::time::SystemTime, RunEntry)> = entries
+        .flatten()
+        .filter(|e| e.path().join("summary.json").is_file())
+        .filter_map(|e| {
+            let time = e.metadata().and_then(|m| m.modified()).ok()?;
+            Some((time, read_run(&e.path()).ok()?))
+        })
+        .collect();
+    runs.sort_by_key(|(t, _)| *t);
+    runs.into_iter().map(|(_, r)| r).collect()
+}
+
+/// A run's curves as a series store.
+pub fn load_series(dir: &Path) -> Result<SeriesStore, String> {
+    let points =
+        read_metrics(dir).map_err(|e| format!("{}: {e}", dir.join("metrics.jsonl").display()))?;
+    let mut store = SeriesStore::default();
+    for p in points {
+        store.push(&p.series, p.step as f64, p.value);
+    }
+    Ok(store)
+}
+
+/// What the runs tab asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunsAction {
+    Refresh,
+    OpenFolder,
+    /// Load the curves of the run at this index (for an overlay).
+    LoadSeries(usize),
+    Sweep,
+}
+
+pub const SCATTER_PLOT: &str = "Intactness vs fine-tunability";
+
+pub fn runs_ui(ui: &mut Ui, runs: &mut [RunEntry]) -> Vec<RunsAction> {
+    let mut actions = Vec::new();
+    ui.horizontal(|ui| {
+        if ui.button("Refresh").clicked() {
+            actions.push(RunsAction::Refresh);
+        }
+        if ui.button("Open run folder…").clicked() {
+            actions.push(RunsAction::OpenFolder);
+        }
+        if ui
+            .button("Sweep…")
+            .on_hover_text("Queue runs over a grid of one or two knobs; each lands on the scatter as it finishes.")
+            .clicked()
+        {
+            actions.push(RunsAction::Sweep);
+        }
+        ui.label(format!("{} runs", runs.len()));
+    });
+    let height = (ui.available_height() / 2.0).max(150.0);
+    egui::ScrollArea::vertical()
+        .id_salt("runs-list")
+        .max_height(height)
+        .show(ui, |ui| {
+            egui::Grid::new("runs").striped(true).num_columns(5).show(ui, |ui| {
+                for h in ["overlay", "run", "status", "intactness", "attacked acc."] {
+                    ui.label(RichText::new(h).strong());
+                }
+                ui.end_row();
+                for (i, run) in runs.iter_mut().enumerate() {
+                    if ui
+                        .checkbox(&mut run.overlay, "")
+                        .on_hover_text("Draw this run's intactness and probe curves beside the current run")
+                        .changed()
+                        && run.overlay
+                        && run.series.is_none()
+                    {
+                        actions.push(RunsAction::LoadSeries(i));
+                    }
+                    ui.label(run.label()).on_hover_text(run.dir.display().to_string());
+                    ui.label(&run.summary.status);
+                    ui.label(fmt(run.intactness()));
+                    ui.label(fmt(run.fine_tunability()));
+                    ui.end_row();
+                }
+            });
+        });
+    ui.label(SCATTER_PLOT).on_hover_text(
+        "One point per run. Up is better intactness; left is less fine-tunable. Good loop ratios sit top-left.",
+    );
+    Plot::new(SCATTER_PLOT)
+        .legend(Legend::default())
+        .x_axis_label("restricted accuracy after the attack (lower is better)")
+        .y_axis_label("original accuracy (higher is better)")
+        .include_x(0.0)
+        .include_x(1.0)
+        .include_y(0.0)
+        .include_y(1.0)
+        .show(ui, |plot| {
+            for run in runs.iter() {
+                if let (Some(x), Some(y)) = (run.fine_tunability(), run.intactness()) {
+                    let color = if run.summary.sophon.is_some() {
+                        Color32::from_rgb(230, 70, 70)
+                    } else {
+                        Color32::from_rgb(80, 140, 240)
+                    };
+                    plot.points(
+                        Points::new(run.label(), vec![[x, y]])
+                            .radius(5.0)
+                            .color(color),
+                    );
+                }
+            }
+        });
+    actions
+}
+
+fn fmt(v: Option<f64>) -> String {
+    v.map_or_else(|| "—".into(), |v| format!("{v:.3}"))
+}

@@ -1,0 +1,314 @@
+//! The window, driven through its real state with egui_kittest (no display needed), and the real
+//! binary under Xvfb with a screenshot.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use egui::accesskit::Role;
+use egui_kittest::kittest::{NodeT, Queryable, by};
+use egui_kittest::{Harness, HarnessBuilder};
+use sophon_workbench::app::{AppOptions, Settings, Workbench};
+use sophon_workbench::config::ExperimentConfig;
+use sophon_workbench::run::BackendChoice;
+
+/// The quick preset, long enough that a test can pause it before it ends.
+fn quick_app(runs: &Path) -> Workbench {
+    let config = ExperimentConfig::from_toml(
+        sophon_workbench::QUICK_PRESET,
+        "quick",
+        &[
+            "pretrain.epochs=1".into(),
+            "sophon.outer_iterations=500".into(),
+        ],
+    )
+    .unwrap();
+    let settings = Settings {
+        backend: BackendChoice::Flex,
+        ..Settings::default()
+    };
+    let options = AppOptions {
+        runs_dir: Some(runs.to_path_buf()),
+        ..AppOptions::default()
+    };
+    Workbench::new(config, "quick".into(), settings, &options)
+}
+
+fn harness(app: Workbench) -> Harness<'static, Workbench> {
+    HarnessBuilder::default()
+        .with_size(egui::vec2(1400.0, 900.0))
+        .build_ui_state(|ui, app: &mut Workbench| app.show(ui), app)
+}
+
+/// Step frames until `done` holds (the worker runs on its own thread meanwhile).
+fn frames_until(h: &mut Harness<'_, Workbench>, what: &str, done: impl Fn(&Workbench) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !done(h.state()) {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        h.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    h.step();
+}
+
+#[test]
+fn start_shows_curves_then_pause_resume_and_stop_work_from_the_buttons() {
+    let runs = tempfile::tempdir().unwrap();
+    let mut h = harness(quick_app(runs.path()));
+    h.step();
+    assert!(!h.get_by_label("Start").accesskit_node().is_disabled());
+    assert!(
+        h.get_by_label("Pause").accesskit_node().is_disabled(),
+        "nothing to pause yet"
+    );
+
+    h.get_by_label("Start").click();
+    frames_until(&mut h, "pre-training metrics", |a| {
+        a.series.get("pretrain/loss").is_some_and(|p| p.len() >= 3)
+    });
+    assert!(h.state().run.active);
+    assert!(
+        h.get_by_label("Start").accesskit_node().is_disabled(),
+        "one run at a time"
+    );
+    assert!(h.query_by_label_contains("Start disabled").is_none());
+    frames_until(&mut h, "SOPHON's curves", |a| {
+        a.series.get("sophon/fts_loss").is_some() && a.series.get("sophon/original_acc").is_some()
+    });
+    assert_eq!(h.state().run.phase.as_deref(), Some("sophon"));
+    let shown = format!("{} points", h.state().series.len());
+    assert!(
+        h.query_by_label_contains("points").is_some(),
+        "point count {shown} not shown"
+    );
+    assert!(
+        h.query_by_label_contains("SOPHON: simulated fine-tuning")
+            .is_some(),
+        "the explain panel follows the phase"
+    );
+
+    h.get_by_label("Pause").click();
+    frames_until(&mut h, "the pause", |a| a.run.paused);
+    assert!(
+        h.query_by_label("paused").is_some(),
+        "status bar says paused"
+    );
+    let frozen = h.state().series.len();
+    for _ in 0..10 {
+        h.step();
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    assert_eq!(h.state().series.len(), frozen, "no metrics while paused");
+
+    // One outer iteration, then paused again.
+    let step = h.state().run.step;
+    h.get_by_label("Step").click();
+    frames_until(&mut h, "one step", |a| a.run.step > step);
+    assert!(h.state().run.paused);
+
+    h.get_by_label("Resume").click();
+    frames_until(&mut h, "the resume", |a| {
+        !a.run.paused && a.run.step > step + 1
+    });
+
+    h.get_by_label("Stop").click();
+    frames_until(&mut h, "the stop", |a| !a.run.active);
+    assert_eq!(h.state().run.ended.as_deref(), Some("stopped"));
+    assert!(h.state().error.is_none(), "{:?}", h.state().error);
+    assert!(!h.get_by_label("Start").accesskit_node().is_disabled());
+    let dir = h
+        .state()
+        .run
+        .dir
+        .clone()
+        .expect("the run folder was reported");
+    assert!(dir.starts_with(runs.path()));
+    assert!(dir.join("metrics.jsonl").is_file());
+    // The finished run appears in the runs list (read on a helper thread).
+    frames_until(&mut h, "the runs list", |a| {
+        a.runs.iter().any(|r| r.dir == dir)
+    });
+}
+
+#[test]
+fn an_invalid_value_disables_start_with_the_reason_next_to_the_field() {
+    let runs = tempfile::tempdir().unwrap();
+    let mut h = harness(quick_app(runs.path()));
+    h.step();
+    let name_field = || by().role(Role::TextInput).value("quick");
+    h.get(name_field()).click();
+    h.step();
+    h.get(name_field()).type_text("/x");
+    h.step();
+    h.step();
+    assert_eq!(h.state().config.name, "quick/x");
+    assert!(h.get_by_label("Start").accesskit_node().is_disabled());
+    assert!(
+        h.query_by_label_contains("Start disabled: name: must be a non-empty name")
+            .is_some(),
+        "the reason is shown beside Start"
+    );
+    assert!(
+        h.query_by_label("must be a non-empty name without path separators")
+            .is_some(),
+        "and next to the field"
+    );
+    // A data source with no file chosen names the field too.
+    h.state_mut().config.name = "quick".into();
+    h.state_mut().config.restricted = sophon_workbench::config::DataSource::Cifar10 {
+        dir: Default::default(),
+        train_limit: None,
+        test_limit: None,
+    };
+    h.step();
+    h.step();
+    assert!(h.get_by_label("Start").accesskit_node().is_disabled());
+    assert!(
+        h.query_by_label_contains("restricted.dir: no file or folder chosen")
+            .is_some()
+    );
+}
+
+#[test]
+fn a_worker_error_shows_in_the_window_and_it_stays_usable() {
+    let runs = tempfile::tempdir().unwrap();
+    let mut app = quick_app(runs.path());
+    app.config.restricted = sophon_workbench::config::DataSource::Cifar10 {
+        dir: "/no/such/cifar".into(),
+        train_limit: None,
+        test_limit: None,
+    };
+    app.config.input.convert_channels = true;
+    let mut h = harness(app);
+    h.step();
+    h.get_by_label("Start").click();
+    frames_until(&mut h, "the failure", |a| a.run.ended.is_some());
+    assert_eq!(h.state().run.ended.as_deref(), Some("failed"));
+    let banner = h.get_by_label_contains("Error: ");
+    let node = banner.accesskit_node();
+    let text = format!("{:?} {:?}", node.label(), node.value());
+    assert!(
+        text.contains("/no/such/cifar"),
+        "the error names the folder: {text}"
+    );
+    assert!(
+        !h.get_by_label("Start").accesskit_node().is_disabled(),
+        "the window stays usable"
+    );
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn have(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The real binary under Xvfb: `--preset presets/quick.toml --run-on-start` opens straight into a
+/// running experiment, and its screenshot is not blank. Needs `xvfb` and `imagemagick`
+/// (`.ci/run` installs them).
+#[test]
+fn the_binary_opens_a_window_that_runs_the_preset_on_start() {
+    assert!(
+        have("Xvfb") && have("import"),
+        "this test needs Xvfb and ImageMagick: apt-get install xvfb imagemagick (see README.md)"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let display = format!(":{}", 50 + std::process::id() % 200);
+    let _xvfb = Killed(
+        Command::new("Xvfb")
+            .args([&display, "-screen", "0", "1400x900x24", "-nolisten", "tcp"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("Xvfb starts"),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let runs = tmp.path().join("runs");
+    let mut app = Killed(
+        Command::new(env!("CARGO_BIN_EXE_sophon-workbench"))
+            .args([
+                "--preset",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/presets/quick.toml"),
+            ])
+            .arg("--run-on-start")
+            .arg("--runs-dir")
+            .arg(&runs)
+            .env("DISPLAY", &display)
+            .env_remove("WAYLAND_DISPLAY")
+            .env("HOME", tmp.path())
+            .env("XDG_DATA_HOME", tmp.path().join("data"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the workbench starts"),
+    );
+    // Wait for the run to write metrics: the window started it by itself.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let metrics = loop {
+        if let Some(status) = app.0.try_wait().unwrap() {
+            let mut err = String::new();
+            use std::io::Read;
+            app.0
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            panic!("the window exited ({status}): {err}");
+        }
+        let found = std::fs::read_dir(&runs)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| {
+                let m = e.ok()?.path().join("metrics.jsonl");
+                (std::fs::metadata(&m).ok()?.len() > 0).then_some(m)
+            });
+        if let Some(m) = found {
+            break m;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no run folder with metrics after 120 s"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    std::thread::sleep(Duration::from_secs(4));
+    let shot = tmp.path().join("window.png");
+    let status = Command::new("import")
+        .args(["-window", "root"])
+        .arg(&shot)
+        .env("DISPLAY", &display)
+        .status()
+        .unwrap();
+    assert!(status.success(), "import failed");
+    if let Ok(keep) = std::env::var("SOPHON_SCREENSHOT") {
+        std::fs::copy(&shot, keep).unwrap();
+    }
+    let img = image::open(&shot).unwrap().to_rgb8();
+    assert_eq!((img.width(), img.height()), (1400, 900));
+    let mut colours = std::collections::HashSet::new();
+    for p in img.pixels() {
+        colours.insert(p.0);
+    }
+    assert!(
+        colours.len() > 50,
+        "the screenshot is blank ({} colours)",
+        colours.len()
+    );
+    assert!(
+        std::fs::read_to_string(metrics)
+            .unwrap()
+            .contains("pretrain/loss")
+    );
+}

@@ -117,7 +117,8 @@ pub fn fts_gradient(
     let device = &devices.train;
     let mut acc = GradientsParams::new();
     let weight = 1.0 / (config.environments.len() * config.inner_steps) as f64;
-    let mut loss_sum = 0.0;
+    // The query losses are summed on the device and read back once, not once per inner step.
+    let mut loss_sum: Option<Tensor<1>> = None;
     for env in &config.environments {
         let mut fast = model.detached_copy();
         if env.reinit_head {
@@ -141,7 +142,11 @@ pub fn fts_gradient(
             let x = batch::images(restricted, q_idx, device);
             let y = batch::labels(restricted, q_idx, device);
             let lq = suppression(config.loss, fast.forward(x), y);
-            loss_sum += lq.clone().into_scalar::<f32>() as f64;
+            let detached = lq.clone().detach();
+            loss_sum = Some(match loss_sum {
+                Some(sum) => sum + detached,
+                None => detached,
+            });
             let mut g = GradientsParams::from_grads(lq.backward(), &fast);
             model.visit(&mut Accumulate {
                 new: &mut g,
@@ -152,6 +157,7 @@ pub fn fts_gradient(
         }
     }
     let evaluations = (config.environments.len() * config.inner_steps) as f64;
+    let loss_sum = loss_sum.map_or(0.0, |t| t.into_scalar::<f32>() as f64);
     Ok((acc, loss_sum / evaluations))
 }
 

@@ -166,12 +166,12 @@ enum Reply {
 
 /// Live-editable knobs, applied from the next outer iteration.
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct LiveKnobs {
-    alpha: f64,
-    beta: f64,
-    fts: usize,
-    ntr: usize,
-    eval_every: usize,
+pub struct LiveKnobs {
+    pub alpha: f64,
+    pub beta: f64,
+    pub fts: usize,
+    pub ntr: usize,
+    pub eval_every: usize,
 }
 
 /// The workbench window's state.
@@ -351,6 +351,11 @@ impl Workbench {
             resume: false,
         };
         self.send(Command::Start(Box::new(request)));
+    }
+
+    /// The live knobs of the running SOPHON phase (what the *Live knobs* fields edit).
+    pub fn live_mut(&mut self) -> Option<&mut LiveKnobs> {
+        self.live.as_mut().filter(|_| self.run.active)
     }
 
     pub fn pause(&mut self) {
@@ -939,36 +944,8 @@ impl Workbench {
     }
 
     fn setup_panel_ui(&mut self, ui: &mut Ui) {
-        ui.horizontal(|ui| {
-            ui.heading("Experiment");
-            ui.label(RichText::new(&self.origin).weak());
-        });
-        let error = self.validation();
-        let previews = &self.previews;
-        let mut footer = |ui: &mut Ui, side: Side| preview_ui(ui, previews[side as usize].as_ref());
-        let actions = setup::setup_ui(
-            ui,
-            SetupState {
-                config: &mut self.config,
-                backend: &mut self.settings.backend,
-                error: error.as_ref(),
-                locked: self.run.active,
-                domain_footer: &mut footer,
-            },
-        );
-        let ctx = ui.ctx().clone();
-        for a in actions {
-            match a {
-                SetupAction::Pick(target) => {
-                    let d = rfd::AsyncFileDialog::new();
-                    let folder = target.folder;
-                    let t = target.clone();
-                    self.dialog(&ctx, d, false, folder, move |p| Reply::Picked(t, p));
-                }
-            }
-        }
+        // While a run goes the setup is read-only; what can change sits on top.
         if let Some(live) = self.live.as_mut().filter(|_| self.run.active) {
-            ui.separator();
             ui.label(RichText::new("Live knobs").strong())
                 .on_hover_text("Change SOPHON while it runs; applied from the next outer iteration and marked on the curves.");
             egui::Grid::new("live").num_columns(2).show(ui, |ui| {
@@ -1003,6 +980,37 @@ impl Workbench {
                 .clicked()
             {
                 self.apply_live();
+            }
+        }
+        if self.live.is_some() && self.run.active {
+            ui.separator();
+        }
+        ui.horizontal(|ui| {
+            ui.heading("Experiment");
+            ui.label(RichText::new(&self.origin).weak());
+        });
+        let error = self.validation();
+        let previews = &self.previews;
+        let mut footer = |ui: &mut Ui, side: Side| preview_ui(ui, previews[side as usize].as_ref());
+        let actions = setup::setup_ui(
+            ui,
+            SetupState {
+                config: &mut self.config,
+                backend: &mut self.settings.backend,
+                error: error.as_ref(),
+                locked: self.run.active,
+                domain_footer: &mut footer,
+            },
+        );
+        let ctx = ui.ctx().clone();
+        for a in actions {
+            match a {
+                SetupAction::Pick(target) => {
+                    let d = rfd::AsyncFileDialog::new();
+                    let folder = target.folder;
+                    let t = target.clone();
+                    self.dialog(&ctx, d, false, folder, move |p| Reply::Picked(t, p));
+                }
             }
         }
     }

@@ -226,7 +226,14 @@ impl ChannelMonitor<'_> {
         match cmd {
             Command::Stop => return Err(Interrupted),
             Command::Pause => self.paused = true,
-            Command::Resume => self.paused = false,
+            // Announced wherever it arrives: while blocked at a boundary, or polled inside the
+            // single step that `Step` let run (else the window would show "paused" forever).
+            Command::Resume => {
+                if self.paused {
+                    self.paused = false;
+                    (self.emit)(Event::Resumed);
+                }
+            }
             Command::Step => return Ok(true),
             Command::Update(u) => self.updates.push(u),
             // A second Start while running is ignored: one run at a time.
@@ -262,7 +269,6 @@ impl Monitor for ChannelMonitor<'_> {
                 Err(_) => return Err(Interrupted),
             }
         }
-        (self.emit)(Event::Resumed);
         Ok(())
     }
 

@@ -19,7 +19,7 @@ fn quick_app(runs: &Path) -> Workbench {
         "quick",
         &[
             "pretrain.epochs=1".into(),
-            "sophon.outer_iterations=500".into(),
+            "sophon.outer_iterations=100000".into(),
         ],
     )
     .unwrap();
@@ -44,7 +44,11 @@ fn harness(app: Workbench) -> Harness<'static, Workbench> {
 fn frames_until(h: &mut Harness<'_, Workbench>, what: &str, done: impl Fn(&Workbench) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(120);
     while !done(h.state()) {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {:?}",
+            h.state().run
+        );
         h.step();
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -105,6 +109,23 @@ fn start_shows_curves_then_pause_resume_and_stop_work_from_the_buttons() {
     h.get_by_label("Step").click();
     frames_until(&mut h, "one step", |a| a.run.step > step);
     assert!(h.state().run.paused);
+
+    // A live change: applied from the next outer iteration and marked on the curves.
+    h.state_mut().live_mut().expect("SOPHON is running").alpha = 2e-3;
+    h.step();
+    h.get_by_label("Apply live").click();
+    h.step();
+    let step = h.state().run.step;
+    h.get_by_label("Step").click();
+    frames_until(&mut h, "the marker", |a| !a.markers.is_empty());
+    assert_eq!(h.state().markers[0].label, "α 0.001 -> 0.002");
+    assert_eq!(h.state().markers[0].step, (step + 1) as f64);
+    let alphas = h.state().series.get("sophon/alpha").unwrap().to_vec();
+    assert_eq!(
+        alphas.last().unwrap()[1],
+        2e-3,
+        "the run folder records the change"
+    );
 
     h.get_by_label("Resume").click();
     frames_until(&mut h, "the resume", |a| {

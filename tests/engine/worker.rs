@@ -115,7 +115,15 @@ fn pause_holds_the_run_and_step_resume_continue_it() {
         }
     }
     assert_eq!(progressed, 1);
+    // Step, then Resume while that step runs: the resume is announced.
+    worker.commands.send(Command::Step).unwrap();
     worker.commands.send(Command::Resume).unwrap();
+    loop {
+        match next(&worker) {
+            Event::Resumed => break,
+            e => assert!(!e.is_terminal(), "{e:?}"),
+        }
+    }
     wait_for_progress(&worker, 3);
     worker.commands.send(Command::Stop).unwrap();
     while !next(&worker).is_terminal() {}

@@ -8,6 +8,7 @@
 pub mod app;
 pub mod config;
 pub mod data;
+pub mod diffusion;
 pub mod model;
 pub mod run;
 pub mod sophon;

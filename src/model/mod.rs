@@ -4,6 +4,7 @@
 pub mod cnn;
 pub mod mlp;
 pub mod resnet;
+pub mod unet;
 pub mod vgg;
 
 use burn::config::Config;

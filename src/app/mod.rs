@@ -149,7 +149,8 @@ struct PreviewData {
 /// Answers from helper threads.
 enum Reply {
     Picked(PickTarget, Option<PathBuf>),
-    OpenedPreset(Option<PathBuf>),
+    /// A preset read and validated on a helper thread (`None`: the dialog was cancelled).
+    OpenedPreset(Option<(PathBuf, Result<Box<ExperimentConfig>, String>)>),
     SavePresetTo(Option<PathBuf>),
     ExportCsvTo(Option<PathBuf>),
     ExportPngTo(Option<PathBuf>),
@@ -200,6 +201,7 @@ pub struct Workbench {
     pub queue: VecDeque<ExperimentConfig>,
     run_on_start: bool,
     stress_points: usize,
+    preset_path_text: String,
     png_target: Option<PathBuf>,
     /// CPU time of recent frames (ms), from eframe.
     frame_ms: VecDeque<f32>,
@@ -244,6 +246,7 @@ impl Workbench {
             queue: VecDeque::new(),
             run_on_start: options.run_on_start,
             stress_points: options.stress_points,
+            preset_path_text: String::new(),
             png_target: None,
             frame_ms: VecDeque::new(),
             rss: (Instant::now() - Duration::from_secs(10), None),
@@ -590,10 +593,19 @@ impl Workbench {
                         setup::apply_pick(&mut self.config, &target, p);
                     }
                 }
-                Reply::OpenedPreset(path) => {
+                Reply::OpenedPreset(opened) => {
                     self.busy_dialog = false;
-                    if let Some(p) = path {
-                        self.open_preset(&p);
+                    match opened {
+                        Some((path, Ok(config))) => {
+                            // Opened: the path field empties (on an error it keeps the text to fix).
+                            self.preset_path_text.clear();
+                            self.config = *config;
+                            self.origin = path.display().to_string();
+                            self.settings.preset_path = Some(path);
+                            self.error = None;
+                        }
+                        Some((_, Err(e))) => self.error = Some(e),
+                        None => {}
                     }
                 }
                 Reply::SavePresetTo(path) => {
@@ -720,16 +732,9 @@ impl Workbench {
         }
     }
 
-    fn open_preset(&mut self, path: &Path) {
-        match ExperimentConfig::load(path, &[]) {
-            Ok(c) => {
-                self.config = c;
-                self.origin = path.display().to_string();
-                self.settings.preset_path = Some(path.to_path_buf());
-                self.error = None;
-            }
-            Err(e) => self.error = Some(e.to_string()),
-        }
+    /// Read a preset on a helper thread; it replaces the experiment when it is valid.
+    fn open_preset(&mut self, ctx: &egui::Context, path: PathBuf) {
+        self.spawn(ctx, move || Reply::OpenedPreset(Some(read_preset(path))));
     }
 
     /// Start loading thumbnails of a data source when it changed.
@@ -809,43 +814,79 @@ impl Workbench {
     fn toolbar_ui(&mut self, ui: &mut Ui) {
         let ctx = ui.ctx().clone();
         ui.horizontal_wrapped(|ui| {
-            ui.menu_button("File", |ui| {
-                if ui.button("Open preset…").clicked() {
-                    let d = rfd::AsyncFileDialog::new().add_filter("preset", &["toml"]);
-                    self.dialog(&ctx, d, false, false, Reply::OpenedPreset);
-                }
-                if ui.button("Save preset as…").clicked() {
-                    let d = rfd::AsyncFileDialog::new()
-                        .add_filter("preset", &["toml"])
-                        .set_file_name(format!("{}.toml", self.config.name));
-                    self.dialog(&ctx, d, true, false, Reply::SavePresetTo);
-                }
-                ui.separator();
-                if ui.button("Built-in default").clicked() {
-                    self.config =
-                        ExperimentConfig::from_toml(crate::DEFAULT_PRESET, "default", &[])
-                            .expect("the built-in default preset is valid");
-                    self.origin = "built-in default".into();
-                }
-                if ui.button("Built-in quick").clicked() {
-                    self.config = ExperimentConfig::from_toml(crate::QUICK_PRESET, "quick", &[])
-                        .expect("the built-in quick preset is valid");
-                    self.origin = "built-in quick".into();
-                }
-                ui.separator();
-                if ui.button("Export metrics as CSV…").clicked() {
-                    let d = rfd::AsyncFileDialog::new()
-                        .add_filter("CSV", &["csv"])
-                        .set_file_name("metrics.csv");
-                    self.dialog(&ctx, d, true, false, Reply::ExportCsvTo);
-                }
-                if ui.button("Export window as PNG…").clicked() {
-                    let d = rfd::AsyncFileDialog::new()
-                        .add_filter("PNG", &["png"])
-                        .set_file_name("curves.png");
-                    self.dialog(&ctx, d, true, false, Reply::ExportPngTo);
-                }
-            });
+            // Clicks inside the menu (the path field) must not close it.
+            let config = egui::containers::menu::MenuConfig::new()
+                .close_behavior(egui::PopupCloseBehavior::CloseOnClickOutside);
+            egui::containers::menu::MenuButton::new("File")
+                .config(config)
+                .ui(ui, |ui| {
+                    if ui.button("Open preset…").clicked() {
+                        ui.close();
+                        let d = rfd::AsyncFileDialog::new().add_filter("preset", &["toml"]);
+                        self.dialog(&ctx, d, false, false, |p| {
+                            Reply::OpenedPreset(p.map(read_preset))
+                        });
+                    }
+                    if ui.button("Save preset as…").clicked() {
+                        ui.close();
+                        let d = rfd::AsyncFileDialog::new()
+                            .add_filter("preset", &["toml"])
+                            .set_file_name(format!("{}.toml", self.config.name));
+                        self.dialog(&ctx, d, true, false, Reply::SavePresetTo);
+                    }
+                    // Without a desktop portal (a bare X server) the dialogs cannot open: a path works
+                    // everywhere.
+                    ui.horizontal(|ui| {
+                        let l = ui.label("Path");
+                        ui.add(
+                            egui::TextEdit::singleline(&mut self.preset_path_text)
+                                .hint_text("presets/quick.toml")
+                                .desired_width(180.0),
+                        )
+                        .labelled_by(l.id);
+                        if ui
+                            .add_enabled(
+                                !self.preset_path_text.trim().is_empty(),
+                                egui::Button::new("Open"),
+                            )
+                            .clicked()
+                        {
+                            let path = PathBuf::from(self.preset_path_text.trim());
+                            self.open_preset(&ctx, path);
+                            ui.close();
+                        }
+                    });
+                    ui.separator();
+                    if ui.button("Built-in default").clicked() {
+                        ui.close();
+                        self.config =
+                            ExperimentConfig::from_toml(crate::DEFAULT_PRESET, "default", &[])
+                                .expect("the built-in default preset is valid");
+                        self.origin = "built-in default".into();
+                    }
+                    if ui.button("Built-in quick").clicked() {
+                        ui.close();
+                        self.config =
+                            ExperimentConfig::from_toml(crate::QUICK_PRESET, "quick", &[])
+                                .expect("the built-in quick preset is valid");
+                        self.origin = "built-in quick".into();
+                    }
+                    ui.separator();
+                    if ui.button("Export metrics as CSV…").clicked() {
+                        ui.close();
+                        let d = rfd::AsyncFileDialog::new()
+                            .add_filter("CSV", &["csv"])
+                            .set_file_name("metrics.csv");
+                        self.dialog(&ctx, d, true, false, Reply::ExportCsvTo);
+                    }
+                    if ui.button("Export window as PNG…").clicked() {
+                        ui.close();
+                        let d = rfd::AsyncFileDialog::new()
+                            .add_filter("PNG", &["png"])
+                            .set_file_name("curves.png");
+                        self.dialog(&ctx, d, true, false, Reply::ExportPngTo);
+                    }
+                });
             ui.separator();
             let blocked = self.start_blocked();
             let start = ui
@@ -1187,6 +1228,13 @@ fn preview_ui(ui: &mut Ui, preview: Option<&Preview>) {
         }
         None => {}
     }
+}
+
+fn read_preset(path: PathBuf) -> (PathBuf, Result<Box<ExperimentConfig>, String>) {
+    let result = ExperimentConfig::load(&path, &[])
+        .map(Box::new)
+        .map_err(|e| e.to_string());
+    (path, result)
 }
 
 fn remembered_origin(settings: &Settings) -> String {

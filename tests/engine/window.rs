@@ -333,3 +333,45 @@ fn the_binary_opens_a_window_that_runs_the_preset_on_start() {
             .contains("pretrain/loss")
     );
 }
+
+#[test]
+fn a_preset_opened_by_path_replaces_the_experiment_and_a_bad_one_is_named() {
+    let runs = tempfile::tempdir().unwrap();
+    let preset = runs.path().join("mine.toml");
+    std::fs::write(
+        &preset,
+        sophon_workbench::QUICK_PRESET.replace("name = \"quick\"", "name = \"from-file\""),
+    )
+    .unwrap();
+    let mut h = harness(quick_app(runs.path()));
+    h.step();
+    let open_path = |h: &mut Harness<'_, Workbench>, path: &str| {
+        h.get_by_label("File").click();
+        h.run_steps(3); // the menu opens over a couple of frames
+        h.get(by().role(Role::TextInput).label("Path")).click();
+        h.step();
+        h.get(by().role(Role::TextInput).label("Path"))
+            .type_text(path);
+        h.step();
+        h.get_by_label("Open").click();
+        h.step();
+    };
+    open_path(&mut h, preset.to_str().unwrap());
+    frames_until(&mut h, "the preset", |a| a.config.name == "from-file");
+    assert_eq!(h.state().origin, preset.display().to_string());
+
+    std::fs::write(runs.path().join("bad.toml"), "name = [").unwrap();
+    let bad = runs.path().join("bad.toml");
+    open_path(&mut h, bad.to_str().unwrap());
+    frames_until(&mut h, "the error", |a| a.error.is_some());
+    let error = h.state().error.clone().unwrap();
+    assert!(
+        error.contains("bad.toml") && error.contains("line 1"),
+        "{error}"
+    );
+    assert_eq!(
+        h.state().config.name,
+        "from-file",
+        "a bad preset changes nothing"
+    );
+}

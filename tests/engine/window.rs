@@ -65,6 +65,10 @@ fn start_shows_curves_then_pause_resume_and_stop_work_from_the_buttons() {
         h.get_by_label("Pause").accesskit_node().is_disabled(),
         "nothing to pause yet"
     );
+    assert!(
+        h.query_all_by_label("FTS loss").next().is_none(),
+        "no curves before a run"
+    );
 
     h.get_by_label("Start").click();
     frames_until(&mut h, "pre-training metrics", |a| {
@@ -80,6 +84,13 @@ fn start_shows_curves_then_pause_resume_and_stop_work_from_the_buttons() {
         a.series.get("sophon/fts_loss").is_some() && a.series.get("sophon/original_acc").is_some()
     });
     assert_eq!(h.state().run.phase.as_deref(), Some("sophon"));
+    h.step();
+    for series in ["intactness", "probe (restricted)", "FTS loss", "NTR loss"] {
+        assert!(
+            h.query_all_by_label(series).next().is_some(),
+            "the {series} curve appears in its plot's legend"
+        );
+    }
     let shown = format!("{} points", h.state().series.len());
     assert!(
         h.query_by_label_contains("points").is_some(),

@@ -575,6 +575,17 @@ impl Workbench {
         });
     }
 
+    /// Write `bytes` to `path` atomically on a helper thread; the outcome comes back as a
+    /// notice or an error naming the file.
+    fn write_file(&self, ctx: &egui::Context, path: PathBuf, bytes: Vec<u8>, verb: &'static str) {
+        self.spawn(ctx, move || {
+            match run::folder::write_atomic(&path, &bytes) {
+                Ok(()) => Reply::Done(format!("{verb} {}", path.display())),
+                Err(e) => Reply::Error(format!("{}: cannot write: {e}", path.display())),
+            }
+        });
+    }
+
     fn refresh_runs(&mut self) {
         let base = self.runs_dir.clone();
         let (tx, _) = &self.replies;
@@ -615,28 +626,14 @@ impl Workbench {
                         let target = p.clone();
                         self.settings.preset_path = Some(p.clone());
                         self.origin = p.display().to_string();
-                        self.spawn(ctx, move || {
-                            match run::folder::write_atomic(&target, text.as_bytes()) {
-                                Ok(()) => Reply::Done(format!("saved {}", target.display())),
-                                Err(e) => {
-                                    Reply::Error(format!("{}: cannot write: {e}", target.display()))
-                                }
-                            }
-                        });
+                        self.write_file(ctx, target, text.into_bytes(), "saved");
                     }
                 }
                 Reply::ExportCsvTo(path) => {
                     self.busy_dialog = false;
                     if let Some(p) = path {
                         let csv = self.series.to_csv();
-                        self.spawn(ctx, move || {
-                            match run::folder::write_atomic(&p, csv.as_bytes()) {
-                                Ok(()) => Reply::Done(format!("exported {}", p.display())),
-                                Err(e) => {
-                                    Reply::Error(format!("{}: cannot write: {e}", p.display()))
-                                }
-                            }
-                        });
+                        self.write_file(ctx, p, csv.into_bytes(), "exported");
                     }
                 }
                 Reply::ExportPngTo(path) => {

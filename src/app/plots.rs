@@ -94,6 +94,16 @@ fn markers_on(plot: &mut PlotUi<'_>, markers: &[Marker]) {
     }
 }
 
+/// A plot over outer iterations whose x-axis and cursor follow the other SOPHON plot's.
+fn sophon_plot(name: &str, height: f32, group: Id) -> Plot<'_> {
+    Plot::new(name)
+        .height(height)
+        .legend(Legend::default())
+        .link_axis(group, [true, false])
+        .link_cursor(group, [true, false])
+        .x_axis_label("outer iteration")
+}
+
 /// The plot names, so tests can find them.
 pub const INTACTNESS_PLOT: &str = "Intactness and non-fine-tunability probe";
 pub const LOSS_PLOT: &str = "SOPHON losses";
@@ -134,12 +144,7 @@ pub fn curves_ui(
             ui.label(INTACTNESS_PLOT).on_hover_text(
                 "Green: original-domain test accuracy (keep it high). Orange: restricted accuracy after a short fine-tune of a copy (keep it low).",
             );
-            Plot::new(INTACTNESS_PLOT)
-                .height(height)
-                .legend(Legend::default())
-                .link_axis(group, [true, false])
-                .link_cursor(group, [true, false])
-                .x_axis_label("outer iteration")
+            sophon_plot(INTACTNESS_PLOT, height, group)
                 .include_y(0.0)
                 .include_y(1.0)
                 .show(ui, |plot| {
@@ -165,12 +170,7 @@ pub fn curves_ui(
             ui.label(LOSS_PLOT).on_hover_text(
                 "Red: the suppression loss of the simulated fine-tuning (FTS). Blue: cross-entropy of normal training (NTR).",
             );
-            Plot::new(LOSS_PLOT)
-                .height(height)
-                .legend(Legend::default())
-                .link_axis(group, [true, false])
-                .link_cursor(group, [true, false])
-                .x_axis_label("outer iteration")
+            sophon_plot(LOSS_PLOT, height, group)
                 .show(ui, |plot| {
                     for (series, label, color) in [
                         ("sophon/fts_loss", "FTS loss", FTS),

@@ -43,7 +43,7 @@ pub struct ResBlock {
 fn groups(channels: usize) -> usize {
     [8, 4, 2, 1]
         .into_iter()
-        .find(|g| channels % g == 0)
+        .find(|g| channels.is_multiple_of(*g))
         .unwrap_or(1)
 }
 

@@ -32,6 +32,27 @@ pub fn contact_sheet(set: &ImageSet, per_class: usize, scale: u32) -> RgbImage {
     sheet
 }
 
+/// A sample grid: one column per set (e.g. clean | noisy | denoised), one row per image, a wider
+/// gap between columns. Every set must hold `rows` images of the same shape.
+pub fn sample_grid(columns: &[&ImageSet], rows: usize, scale: u32) -> RgbImage {
+    let first = columns[0];
+    let (h, w) = (first.height as u32 * scale, first.width as u32 * scale);
+    let (gap, col_gap) = (2, 6);
+    let cols = columns.len() as u32;
+    let mut sheet = RgbImage::from_pixel(
+        cols * (w + col_gap) - col_gap + 2 * gap,
+        rows as u32 * (h + gap) + gap,
+        Rgb([40, 40, 48]),
+    );
+    for (c, set) in columns.iter().enumerate() {
+        for r in 0..rows.min(set.len()) {
+            let (x0, y0) = (gap + c as u32 * (w + col_gap), gap + r as u32 * (h + gap));
+            draw(set, r, &mut sheet, x0, y0, scale);
+        }
+    }
+    sheet
+}
+
 fn draw(set: &ImageSet, i: usize, sheet: &mut RgbImage, x0: u32, y0: u32, scale: u32) {
     let img = set.image(i);
     let plane = set.height * set.width;

@@ -5,6 +5,7 @@
 pub mod attack;
 pub mod bench;
 pub mod config;
+pub mod denoise;
 pub mod experiment;
 pub mod fts;
 pub mod losses;

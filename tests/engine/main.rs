@@ -3,6 +3,7 @@
 mod cli;
 mod config;
 mod data_sources;
+mod diffusion;
 mod models;
 mod sophon;
 mod training;

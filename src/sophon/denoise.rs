@@ -1,0 +1,140 @@
+//! The denoising task's training and measurements: ε-MSE training of a [`Unet`] (pre-training
+//! and attacker fine-tuning use the same loop), a deterministic test ε-MSE, and sample grids
+//! (clean | noised to step t | denoised by the reverse chain).
+
+use burn::module::Module;
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Tensor, TensorData};
+
+use super::{Devices, Interrupted, Monitor};
+use crate::config::OptimizerConfig;
+use crate::data::ImageSet;
+use crate::data::batch::{self, epoch_batches};
+use crate::data::rng::Rng;
+use crate::diffusion::schedule::{Schedule, eps_mse};
+use crate::model::unet::Unet;
+
+/// Standard normal noise from the workbench's own generator: reproducible on every backend.
+fn noise_like(n: usize, set: &ImageSet, rng: &mut Rng, device: &Device) -> Tensor<4> {
+    let values: Vec<f32> = (0..n * set.image_len()).map(|_| rng.normal()).collect();
+    Tensor::from_data(
+        TensorData::new(values, [n, set.channels, set.height, set.width]),
+        device,
+    )
+}
+
+/// Train `unet` for `epochs` on `set` with the ε-MSE loss; `t` uniform over 1..=T unless
+/// `fixed_t`. Reports `<series>/loss` per step and returns the trained model.
+#[allow(clippy::too_many_arguments)]
+pub fn train(
+    mut unet: Unet,
+    set: &ImageSet,
+    schedule: &Schedule,
+    optimizer: &OptimizerConfig,
+    epochs: usize,
+    batch_size: usize,
+    fixed_t: Option<usize>,
+    seed: u64,
+    devices: &Devices,
+    monitor: &mut dyn Monitor,
+    series: &str,
+) -> Result<Unet, Interrupted> {
+    let mut optim = super::optim::build(optimizer);
+    let mut step = 0;
+    for epoch in 0..epochs {
+        let mut rng = Rng::from_keys(&[seed, 0x44_4E, epoch as u64]);
+        for idx in epoch_batches(set.len(), batch_size, Some(&mut rng)) {
+            let x0 = batch::images(set, &idx, &devices.train);
+            let t = schedule.sample_t(idx.len(), fixed_t, &mut rng);
+            let eps = noise_like(idx.len(), set, &mut rng, &devices.train);
+            let xt = schedule.noise(x0, &t, eps.clone());
+            let loss = eps_mse(unet.forward(xt, &t), eps);
+            let value = loss.clone().into_scalar::<f32>() as f64;
+            let grads = GradientsParams::from_grads(loss.backward(), &unet);
+            unet = optim.step(optimizer.lr, unet, grads);
+            step += 1;
+            monitor.metric(&format!("{series}/loss"), step, value);
+            monitor.step(step)?;
+        }
+    }
+    Ok(unet)
+}
+
+/// Test ε-MSE of `unet` on `set`: the same time steps and noise for every model (keyed by
+/// `seed`), so models are compared on equal terms. Lower means better denoising.
+pub fn test_mse(
+    unet: &Unet,
+    set: &ImageSet,
+    schedule: &Schedule,
+    batch_size: usize,
+    seed: u64,
+    device: &Device,
+) -> f64 {
+    let model = unet.valid();
+    let mut rng = Rng::from_keys(&[seed, 0x4D_53_45]);
+    let (mut sum, mut n) = (0.0, 0usize);
+    for idx in epoch_batches(set.len(), batch_size, None) {
+        let x0 = batch::images(set, &idx, device);
+        let t = schedule.sample_t(idx.len(), None, &mut rng);
+        let eps = noise_like(idx.len(), set, &mut rng, device);
+        let xt = schedule.noise(x0, &t, eps.clone());
+        let mse = eps_mse(model.forward(xt, &t), eps).into_scalar::<f32>() as f64;
+        sum += mse * idx.len() as f64;
+        n += idx.len();
+    }
+    sum / n.max(1) as f64
+}
+
+/// The first `n` test images, noised to step `t` and denoised by the reverse chain from there:
+/// `(clean, noisy, denoised)` as image sets in [0, 1], and the PSNR (dB) of denoised vs clean.
+pub fn samples(
+    unet: &Unet,
+    set: &ImageSet,
+    n: usize,
+    schedule: &Schedule,
+    t: usize,
+    seed: u64,
+    device: &Device,
+) -> ([ImageSet; 3], f64) {
+    let model = unet.valid();
+    let idx: Vec<usize> = (0..n.min(set.len())).collect();
+    let mut rng = Rng::from_keys(&[seed, 0x47_52_49, t as u64]);
+    let x0 = batch::images(set, &idx, device);
+    let eps = noise_like(idx.len(), set, &mut rng, device);
+    let xt = schedule.noise(x0.clone(), &vec![t; idx.len()], eps);
+    device.seed(seed ^ t as u64);
+    let denoised = schedule.sample_from(xt.clone(), t, |x, s| model.forward(x, s));
+    let to_set = |x: Tensor<4>, name: &str| {
+        let values: Vec<f32> = x.into_data().try_to_vec::<f32>().expect("f32 images");
+        let mut out = ImageSet::empty(name, set.channels, set.height, set.width, set.classes);
+        for (i, chunk) in values.chunks(set.image_len()).enumerate() {
+            let img: Vec<f32> = chunk
+                .iter()
+                .map(|v| ((v + 1.0) / 2.0).clamp(0.0, 1.0))
+                .collect();
+            out.push(&img, set.labels[i]);
+        }
+        out
+    };
+    let clean = to_set(x0, "clean");
+    let noisy = to_set(xt, "noisy");
+    let denoised = to_set(denoised, "denoised");
+    let psnr = psnr(&clean, &denoised);
+    ([clean, noisy, denoised], psnr)
+}
+
+/// Peak signal-to-noise ratio (dB) of `b` against `a`, images in [0, 1] (peak 1).
+pub fn psnr(a: &ImageSet, b: &ImageSet) -> f64 {
+    let n = a.pixels.len().min(b.pixels.len());
+    let mse: f64 = a.pixels[..n]
+        .iter()
+        .zip(&b.pixels[..n])
+        .map(|(x, y)| ((x - y) as f64).powi(2))
+        .sum::<f64>()
+        / n.max(1) as f64;
+    if mse == 0.0 {
+        f64::INFINITY
+    } else {
+        10.0 * (1.0 / mse).log10()
+    }
+}

@@ -55,6 +55,17 @@ pub fn suppression(kind: SuppressionLoss, logits: Tensor<2>, labels: Tensor<1, I
     }
 }
 
+/// DoS, denial of service (diffusion): ‖ε̂‖², the mean squared predicted noise. Minimising it
+/// teaches the model to predict no noise, so it stops denoising.
+pub fn dos(eps_hat: Tensor<4>) -> Tensor<1> {
+    eps_hat.powi_scalar(2).mean()
+}
+
+/// MSE ascent (diffusion): −MSE(ε̂, ε). A labelled baseline: it diverges.
+pub fn mse_ascent(eps_hat: Tensor<4>, eps: Tensor<4>) -> Tensor<1> {
+    (eps_hat - eps).powi_scalar(2).mean().neg()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,5 +179,41 @@ mod tests {
         let (v, g) = eval(ce_ascent);
         assert!((v - value).abs() < 1e-5, "{v} vs {value}");
         close(&g, &grad);
+    }
+
+    #[test]
+    fn dos_and_mse_ascent_match_hand_computed_values_and_gradients() {
+        let device = Device::flex().autodiff();
+        let e_hat = [0.5f32, -1.0, 2.0, 0.0];
+        let e = [1.0f32, 1.0, -1.0, 0.5];
+        let n = 4.0;
+        let tensor = |v: [f32; 4]| {
+            Tensor::<1>::from_data(TensorData::from(v), &device).reshape([1, 1, 2, 2])
+        };
+        let grad_of = |f: &dyn Fn(Tensor<4>) -> Tensor<1>| {
+            let x = tensor(e_hat).require_grad();
+            let loss = f(x.clone());
+            let value = loss.clone().into_scalar::<f32>() as f64;
+            let g = x
+                .grad(&loss.backward())
+                .unwrap()
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap();
+            (value, g.into_iter().map(f64::from).collect::<Vec<_>>())
+        };
+        // DoS: mean(ε̂²) = (0.25 + 1 + 4 + 0) / 4; d/dε̂ = 2ε̂ / n.
+        let (v, g) = grad_of(&dos);
+        assert!((v - 5.25 / n).abs() < 1e-6, "{v}");
+        close(&g, &e_hat.map(|x| 2.0 * x as f64 / n));
+        // MSE ascent: −mean((ε̂ − ε)²) = −(0.25 + 4 + 9 + 0.25) / 4; d/dε̂ = −2(ε̂ − ε) / n.
+        let (v, g) = grad_of(&|x| mse_ascent(x, tensor(e)));
+        assert!((v + 13.5 / n).abs() < 1e-6, "{v}");
+        let want: Vec<f64> = e_hat
+            .iter()
+            .zip(&e)
+            .map(|(a, b)| -2.0 * (a - b) as f64 / n)
+            .collect();
+        close(&g, &want);
     }
 }

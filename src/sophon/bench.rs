@@ -106,6 +106,7 @@ impl Pieces {
         fts_gradient(
             model,
             &one,
+            &(),
             &self.restricted,
             &mut self.rng,
             &self.devices,
@@ -123,6 +124,7 @@ impl Pieces {
             &mut self.fts,
             self.config.alpha,
             &self.config,
+            &(),
             &self.restricted,
             &mut self.rng,
             &self.devices,

@@ -16,6 +16,10 @@ pub enum SuppressionLoss {
     Klu,
     /// Plain cross-entropy ascent (−CE). A labelled baseline: it diverges.
     CeAscent,
+    /// Denoising: DoS, ‖ε̂‖² (the model learns to predict no noise).
+    Dos,
+    /// Denoising: −MSE(ε̂, ε). A labelled baseline: it diverges.
+    MseAscent,
 }
 
 impl SuppressionLoss {
@@ -25,6 +29,8 @@ impl SuppressionLoss {
             SuppressionLoss::IceReference => "ice-reference",
             SuppressionLoss::Klu => "klu",
             SuppressionLoss::CeAscent => "ce-ascent",
+            SuppressionLoss::Dos => "dos",
+            SuppressionLoss::MseAscent => "mse-ascent",
         }
     }
 }
@@ -136,6 +142,15 @@ impl SophonConfig {
         let f = |name: &str| format!("sophon.{name}");
         if self.outer_iterations == 0 {
             return Err(invalid(f("outer_iterations"), "must be at least 1"));
+        }
+        if matches!(self.loss, SuppressionLoss::Dos | SuppressionLoss::MseAscent) {
+            return Err(invalid(
+                f("loss"),
+                format!(
+                    "{} is a loss for denoising models; classifiers use ice, ice-reference, klu or ce-ascent",
+                    self.loss.name()
+                ),
+            ));
         }
         if self.fts_loops + self.ntr_loops == 0 {
             return Err(invalid(

@@ -15,7 +15,7 @@ use crate::diffusion::schedule::{Schedule, eps_mse};
 use crate::model::unet::Unet;
 
 /// Standard normal noise from the workbench's own generator: reproducible on every backend.
-fn noise_like(n: usize, set: &ImageSet, rng: &mut Rng, device: &Device) -> Tensor<4> {
+pub(crate) fn noise_like(n: usize, set: &ImageSet, rng: &mut Rng, device: &Device) -> Tensor<4> {
     let values: Vec<f32> = (0..n * set.image_len()).map(|_| rng.normal()).collect();
     Tensor::from_data(
         TensorData::new(values, [n, set.channels, set.height, set.width]),

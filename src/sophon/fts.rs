@@ -9,16 +9,156 @@
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{GradientsParams, ModuleOptimizer};
-use burn::tensor::Tensor;
+use burn::tensor::{Device, Tensor};
 
-use super::config::{SimLayers, SophonConfig};
-use super::losses::suppression;
+use super::config::{Environment, SimLayers, SophonConfig, SuppressionLoss};
+use super::losses::{dos, mse_ascent, suppression};
 use super::train::cross_entropy;
 use super::{Devices, Interrupted, Monitor};
 use crate::data::ImageSet;
 use crate::data::batch;
 use crate::data::rng::Rng;
+use crate::diffusion::schedule::{Schedule, eps_mse};
 use crate::model::Classifier;
+use crate::model::unet::Unet;
+
+/// What the FTS loop needs from a model: the simulated attacker's copy, the attacker's training
+/// loss on a restricted batch, and the suppression loss on the query part. Classifiers use
+/// cross-entropy and ICE / KLU / CE ascent; the denoising UNet uses ε-MSE and DoS / MSE ascent.
+pub trait Protectable: Module + Clone {
+    /// What the losses need besides the batch (the noise schedule for a denoiser).
+    type Context;
+
+    /// The copy a simulated attacker fine-tunes: the same parameter ids, its own normalisation
+    /// statistics, the environment's head and layer settings applied.
+    fn simulated_copy(&self, env: &Environment, device: &Device) -> Self;
+
+    /// The attacker's training loss on `idx` of `set`.
+    fn task_loss(
+        &self,
+        ctx: &Self::Context,
+        set: &ImageSet,
+        idx: &[usize],
+        rng: &mut Rng,
+        device: &Device,
+    ) -> Tensor<1>;
+
+    /// The suppression loss L_α on `idx` of `set` (minimised by FTS).
+    fn suppression_loss(
+        &self,
+        ctx: &Self::Context,
+        loss: SuppressionLoss,
+        set: &ImageSet,
+        idx: &[usize],
+        rng: &mut Rng,
+        device: &Device,
+    ) -> Tensor<1>;
+}
+
+impl Protectable for Classifier {
+    type Context = ();
+
+    fn simulated_copy(&self, env: &Environment, device: &Device) -> Self {
+        let mut fast = self.detached_copy();
+        if env.reinit_head {
+            fast = fast.reinit_head(device);
+        }
+        if env.layers == SimLayers::HeadOnly {
+            fast = fast.train_head_only();
+        }
+        fast
+    }
+
+    fn task_loss(
+        &self,
+        _: &(),
+        set: &ImageSet,
+        idx: &[usize],
+        _: &mut Rng,
+        device: &Device,
+    ) -> Tensor<1> {
+        let x = batch::images(set, idx, device);
+        let y = batch::labels(set, idx, device);
+        cross_entropy(self.forward(x), y)
+    }
+
+    fn suppression_loss(
+        &self,
+        _: &(),
+        loss: SuppressionLoss,
+        set: &ImageSet,
+        idx: &[usize],
+        _: &mut Rng,
+        device: &Device,
+    ) -> Tensor<1> {
+        let x = batch::images(set, idx, device);
+        let y = batch::labels(set, idx, device);
+        suppression(loss, self.forward(x), y)
+    }
+}
+
+/// The noise schedule and time-step rule a denoiser's FTS uses.
+#[derive(Debug, Clone)]
+pub struct DenoiseContext {
+    pub schedule: Schedule,
+    /// Always this t (the reference code's t = 1), else uniform over 1..=T.
+    pub fixed_t: Option<usize>,
+}
+
+impl DenoiseContext {
+    /// Noised images of `idx` at sampled time steps, and their noise.
+    fn noised(
+        &self,
+        set: &ImageSet,
+        idx: &[usize],
+        rng: &mut Rng,
+        device: &Device,
+    ) -> (Tensor<4>, Vec<usize>, Tensor<4>) {
+        let x0 = batch::images(set, idx, device);
+        let t = self.schedule.sample_t(idx.len(), self.fixed_t, rng);
+        let eps = super::denoise::noise_like(idx.len(), set, rng, device);
+        (self.schedule.noise(x0, &t, eps.clone()), t, eps)
+    }
+}
+
+impl Protectable for Unet {
+    type Context = DenoiseContext;
+
+    fn simulated_copy(&self, _: &Environment, _: &Device) -> Self {
+        // No normalisation statistics and no head: a plain copy with the same parameter ids.
+        self.clone()
+    }
+
+    fn task_loss(
+        &self,
+        ctx: &DenoiseContext,
+        set: &ImageSet,
+        idx: &[usize],
+        rng: &mut Rng,
+        device: &Device,
+    ) -> Tensor<1> {
+        let (xt, t, eps) = ctx.noised(set, idx, rng, device);
+        eps_mse(self.forward(xt, &t), eps)
+    }
+
+    /// DoS or MSE ascent. The classification losses are rejected by validation before a run.
+    fn suppression_loss(
+        &self,
+        ctx: &DenoiseContext,
+        loss: SuppressionLoss,
+        set: &ImageSet,
+        idx: &[usize],
+        rng: &mut Rng,
+        device: &Device,
+    ) -> Tensor<1> {
+        let (xt, t, eps) = ctx.noised(set, idx, rng, device);
+        let eps_hat = self.forward(xt, &t);
+        match loss {
+            SuppressionLoss::MseAscent => mse_ascent(eps_hat, eps),
+            _ => dos(eps_hat),
+        }
+    }
+}
 
 /// `size` distinct random indices of `0..len` (with repeats only when `size > len`).
 pub fn sample_batch(len: usize, size: usize, rng: &mut Rng) -> Vec<usize> {
@@ -88,7 +228,7 @@ impl ModuleVisitor for Scale<'_> {
 }
 
 /// The L2 norm of `grads` over `model`'s parameters.
-pub fn grad_norm(model: &Classifier, grads: &GradientsParams) -> f64 {
+pub fn grad_norm<M: Module>(model: &M, grads: &GradientsParams) -> f64 {
     let mut v = SquaredNorm { grads, total: None };
     model.visit(&mut v);
     v.total
@@ -106,9 +246,10 @@ pub struct FtsStats {
 
 /// The accumulated first-order MAML gradient of one FTS step (not yet clipped or applied). The
 /// real model, its parameters and its normalisation statistics are left untouched.
-pub fn fts_gradient(
-    model: &Classifier,
+pub fn fts_gradient<M: Protectable>(
+    model: &M,
     config: &SophonConfig,
+    ctx: &M::Context,
     restricted: &ImageSet,
     rng: &mut Rng,
     devices: &Devices,
@@ -120,28 +261,18 @@ pub fn fts_gradient(
     // The query losses are summed on the device and read back once, not once per inner step.
     let mut loss_sum: Option<Tensor<1>> = None;
     for env in &config.environments {
-        let mut fast = model.detached_copy();
-        if env.reinit_head {
-            fast = fast.reinit_head(device);
-        }
-        if env.layers == SimLayers::HeadOnly {
-            fast = fast.train_head_only();
-        }
+        let mut fast = model.simulated_copy(env, device);
         let mut inner = super::optim::build(&env.optimizer);
         let support = env.batch_size - env.query_size;
         for _ in 0..config.inner_steps {
             let idx = sample_batch(restricted.len(), env.batch_size, rng);
             let (s_idx, q_idx) = idx.split_at(support);
             // One attacker step on the support part.
-            let x = batch::images(restricted, s_idx, device);
-            let y = batch::labels(restricted, s_idx, device);
-            let loss = cross_entropy(fast.forward(x), y);
+            let loss = fast.task_loss(ctx, restricted, s_idx, rng, device);
             let grads = GradientsParams::from_grads(loss.backward(), &fast);
             fast = inner.step(env.optimizer.lr, fast, grads);
             // The suppression loss on the query part at the adapted point.
-            let x = batch::images(restricted, q_idx, device);
-            let y = batch::labels(restricted, q_idx, device);
-            let lq = suppression(config.loss, fast.forward(x), y);
+            let lq = fast.suppression_loss(ctx, config.loss, restricted, q_idx, rng, device);
             let detached = lq.clone().detach();
             loss_sum = Some(match loss_sum {
                 Some(sum) => sum + detached,
@@ -163,17 +294,18 @@ pub fn fts_gradient(
 
 /// One FTS step: accumulate, clip to `config.clip` (L2), apply with the FTS optimizer at `alpha`.
 #[allow(clippy::too_many_arguments)]
-pub fn fts_step(
-    model: Classifier,
+pub fn fts_step<M: Protectable>(
+    model: M,
     optim: &mut ModuleOptimizer,
     alpha: f64,
     config: &SophonConfig,
+    ctx: &M::Context,
     restricted: &ImageSet,
     rng: &mut Rng,
     devices: &Devices,
     monitor: &mut dyn Monitor,
-) -> Result<(Classifier, FtsStats), Interrupted> {
-    let (mut grads, loss) = fts_gradient(&model, config, restricted, rng, devices, monitor)?;
+) -> Result<(M, FtsStats), Interrupted> {
+    let (mut grads, loss) = fts_gradient(&model, config, ctx, restricted, rng, devices, monitor)?;
     let norm = grad_norm(&model, &grads);
     if config.clip > 0.0 && norm > config.clip {
         model.visit(&mut Scale {

@@ -52,6 +52,10 @@ pub fn suppression(kind: SuppressionLoss, logits: Tensor<2>, labels: Tensor<1, I
         SuppressionLoss::IceReference => ice_reference(logits, labels),
         SuppressionLoss::Klu => klu(logits),
         SuppressionLoss::CeAscent => ce_ascent(logits, labels),
+        // Validation rejects them for classifiers before any run starts.
+        SuppressionLoss::Dos | SuppressionLoss::MseAscent => {
+            panic!("{} is a denoising loss, not a classifier's", kind.name())
+        }
     }
 }
 

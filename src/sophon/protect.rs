@@ -226,6 +226,7 @@ pub fn protect(
                 &mut fts_optim,
                 p.alpha,
                 config,
+                &(),
                 &restricted.train,
                 &mut rng,
                 devices,

@@ -95,3 +95,134 @@ fn a_denoiser_learns_the_digits_and_its_sample_grid_is_a_real_png() {
     });
     assert!(differs, "the noisy column is not the clean one");
 }
+
+fn sophon_for_denoising(k: usize) -> sophon_workbench::sophon::config::SophonConfig {
+    use sophon_workbench::sophon::config::{Environment, SuppressionLoss};
+    let mut config = sophon_workbench::sophon::bench::bench_config(k);
+    config.loss = SuppressionLoss::Dos;
+    config.clip = 0.0;
+    config.environments = vec![Environment {
+        optimizer: OptimizerConfig::new(OptimizerKind::Sgd, 1e-3),
+        batch_size: 40,
+        query_size: 10,
+        reinit_head: false,
+        layers: Default::default(),
+    }];
+    config
+}
+
+/// Mean ‖ε̂‖² on `set` after a short ε-MSE fine-tune of a copy (2 SGD steps): what DoS makes
+/// small. The same batches, steps and noise for every model.
+fn dos_after_finetune(
+    unet: &sophon_workbench::model::unet::Unet,
+    set: &sophon_workbench::data::ImageSet,
+    devices: &Devices,
+) -> f64 {
+    use burn::module::Module;
+    let mut tune = set.clone();
+    tune.truncate(64);
+    let tuned = train(
+        unet.clone(),
+        &tune,
+        &Schedule::ddpm(),
+        &OptimizerConfig::new(OptimizerKind::Sgd, 1e-3),
+        1,
+        32,
+        None,
+        5,
+        devices,
+        &mut Recorder::default(),
+        "tune",
+    )
+    .unwrap();
+    let model = tuned.valid();
+    let schedule = Schedule::ddpm();
+    let mut rng = sophon_workbench::data::rng::Rng::new(11);
+    let idx: Vec<usize> = (64..set.len().min(192)).collect();
+    let x0 = sophon_workbench::data::batch::images(set, &idx, &devices.eval);
+    let t = schedule.sample_t(idx.len(), None, &mut rng);
+    devices.eval.seed(13); // the same noise for every model
+    let eps = burn::tensor::Tensor::<4>::random(
+        x0.dims(),
+        burn::tensor::Distribution::Normal(0.0, 1.0),
+        &devices.eval,
+    );
+    let xt = schedule.noise(x0, &t, eps);
+    sophon_workbench::sophon::losses::dos(model.forward(xt, &t)).into_scalar::<f32>() as f64
+}
+
+#[test]
+fn a_denoiser_fts_step_leaves_the_real_model_alone_and_raises_denial_of_service() {
+    use sophon_workbench::sophon::fts::{DenoiseContext, fts_gradient, fts_step};
+    use sophon_workbench::sophon::protect::optimizers;
+    let input = InputConfig {
+        size: 16,
+        channels: 1,
+        convert_channels: false,
+    };
+    let digits = load_domain(&DataSource::Digits, &input, 1).unwrap();
+    let devices = Devices::new(burn::tensor::Device::flex());
+    devices.train.seed(6);
+    let unet = UnetConfig::new(1)
+        .with_base(8)
+        .with_blocks_per_level(1)
+        .init(&devices.train);
+    let unet = train(
+        unet,
+        &digits.train,
+        &Schedule::ddpm(),
+        &OptimizerConfig::new(OptimizerKind::Adam, 2e-3),
+        1,
+        64,
+        None,
+        1,
+        &devices,
+        &mut Recorder::default(),
+        "pretrain",
+    )
+    .unwrap();
+    let ctx = DenoiseContext {
+        schedule: Schedule::ddpm(),
+        fixed_t: None,
+    };
+    let config = sophon_for_denoising(3);
+
+    // The simulation moves a copy: the real model predicts exactly as before.
+    let probe = sophon_workbench::data::batch::images(&digits.test, &[0, 1, 2], &devices.train);
+    let before = unet.forward(probe.clone(), &[5, 50, 500]).into_data();
+    let (grads, loss) = fts_gradient(
+        &unet,
+        &config,
+        &ctx,
+        &digits.test,
+        &mut sophon_workbench::data::rng::Rng::new(1),
+        &devices,
+        &mut Recorder::default(),
+    )
+    .unwrap();
+    assert!(loss.is_finite() && !grads.is_empty());
+    assert_eq!(unet.forward(probe, &[5, 50, 500]).into_data(), before);
+
+    // One FTS step with DoS: after the same short fine-tune, the model predicts less noise.
+    let held_out = &digits.test;
+    let dos_before = dos_after_finetune(&unet, held_out, &devices);
+    let (mut optim, _) = optimizers();
+    let (protected, stats) = fts_step(
+        unet,
+        &mut optim,
+        1e-2,
+        &config,
+        &ctx,
+        &digits.test,
+        &mut sophon_workbench::data::rng::Rng::new(2),
+        &devices,
+        &mut Recorder::default(),
+    )
+    .unwrap();
+    assert!(stats.grad_norm > 0.0);
+    let dos_after = dos_after_finetune(&protected, held_out, &devices);
+    assert!(
+        dos_after < dos_before,
+        "‖ε̂‖² after fine-tuning: {dos_before:.4} → {dos_after:.4}"
+    );
+}

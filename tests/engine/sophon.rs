@@ -49,6 +49,7 @@ fn a_simulated_fts_step_leaves_the_real_model_untouched() {
     let (grads, loss) = fts_gradient(
         &model,
         &sophon,
+        &(),
         &restricted.train,
         &mut Rng::new(1),
         &devices,
@@ -113,6 +114,7 @@ fn one_fts_step_raises_suppression_after_fine_tuning() {
         &mut optim,
         1e-3,
         &sophon,
+        &(),
         &restricted.train,
         &mut Rng::new(2),
         &devices,

@@ -11,15 +11,20 @@ use sophon_workbench::sophon::denoise::{psnr, samples, test_mse, train};
 
 use crate::training::Recorder;
 
-#[test]
-fn a_denoiser_learns_the_digits_and_its_sample_grid_is_a_real_png() {
+/// The bundled digits at 16×16 (the UNet wants sides divisible by 4) and flex devices.
+fn digits16() -> (sophon_workbench::data::Domain, Devices) {
     let input = InputConfig {
         size: 16,
         channels: 1,
         convert_channels: false,
     };
     let digits = load_domain(&DataSource::Digits, &input, 1).unwrap();
-    let devices = Devices::new(burn::tensor::Device::flex());
+    (digits, Devices::new(burn::tensor::Device::flex()))
+}
+
+#[test]
+fn a_denoiser_learns_the_digits_and_its_sample_grid_is_a_real_png() {
+    let (digits, devices) = digits16();
     let schedule = Schedule::ddpm();
     devices.train.seed(4);
     let untrained = UnetConfig::new(1)
@@ -155,13 +160,7 @@ fn dos_after_finetune(
 fn a_denoiser_fts_step_leaves_the_real_model_alone_and_raises_denial_of_service() {
     use sophon_workbench::sophon::fts::{DenoiseContext, fts_gradient, fts_step};
     use sophon_workbench::sophon::protect::optimizers;
-    let input = InputConfig {
-        size: 16,
-        channels: 1,
-        convert_channels: false,
-    };
-    let digits = load_domain(&DataSource::Digits, &input, 1).unwrap();
-    let devices = Devices::new(burn::tensor::Device::flex());
+    let (digits, devices) = digits16();
     devices.train.seed(6);
     let unet = UnetConfig::new(1)
         .with_base(8)

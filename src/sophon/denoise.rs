@@ -23,6 +23,22 @@ pub(crate) fn noise_like(n: usize, set: &ImageSet, rng: &mut Rng, device: &Devic
     )
 }
 
+/// Images `idx` of `set` noised at time steps from `schedule.sample_t(.., fixed_t, rng)`:
+/// `(x_t, t, ε)`, the noise from `rng`.
+pub(crate) fn noised(
+    set: &ImageSet,
+    idx: &[usize],
+    schedule: &Schedule,
+    fixed_t: Option<usize>,
+    rng: &mut Rng,
+    device: &Device,
+) -> (Tensor<4>, Vec<usize>, Tensor<4>) {
+    let x0 = batch::images(set, idx, device);
+    let t = schedule.sample_t(idx.len(), fixed_t, rng);
+    let eps = noise_like(idx.len(), set, rng, device);
+    (schedule.noise(x0, &t, eps.clone()), t, eps)
+}
+
 /// Train `unet` for `epochs` on `set` with the ε-MSE loss; `t` uniform over 1..=T unless
 /// `fixed_t`. Reports `<series>/loss` per step and returns the trained model.
 #[allow(clippy::too_many_arguments)]
@@ -44,10 +60,7 @@ pub fn train(
     for epoch in 0..epochs {
         let mut rng = Rng::from_keys(&[seed, 0x44_4E, epoch as u64]);
         for idx in epoch_batches(set.len(), batch_size, Some(&mut rng)) {
-            let x0 = batch::images(set, &idx, &devices.train);
-            let t = schedule.sample_t(idx.len(), fixed_t, &mut rng);
-            let eps = noise_like(idx.len(), set, &mut rng, &devices.train);
-            let xt = schedule.noise(x0, &t, eps.clone());
+            let (xt, t, eps) = noised(set, &idx, schedule, fixed_t, &mut rng, &devices.train);
             let loss = eps_mse(unet.forward(xt, &t), eps);
             let value = loss.clone().into_scalar::<f32>() as f64;
             let grads = GradientsParams::from_grads(loss.backward(), &unet);
@@ -74,10 +87,7 @@ pub fn test_mse(
     let mut rng = Rng::from_keys(&[seed, 0x4D_53_45]);
     let (mut sum, mut n) = (0.0, 0usize);
     for idx in epoch_batches(set.len(), batch_size, None) {
-        let x0 = batch::images(set, &idx, device);
-        let t = schedule.sample_t(idx.len(), None, &mut rng);
-        let eps = noise_like(idx.len(), set, &mut rng, device);
-        let xt = schedule.noise(x0, &t, eps.clone());
+        let (xt, t, eps) = noised(set, &idx, schedule, None, &mut rng, device);
         let mse = eps_mse(model.forward(xt, &t), eps).into_scalar::<f32>() as f64;
         sum += mse * idx.len() as f64;
         n += idx.len();

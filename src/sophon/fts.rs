@@ -106,7 +106,6 @@ pub struct DenoiseContext {
 }
 
 impl DenoiseContext {
-    /// Noised images of `idx` at sampled time steps, and their noise.
     fn noised(
         &self,
         set: &ImageSet,
@@ -114,10 +113,7 @@ impl DenoiseContext {
         rng: &mut Rng,
         device: &Device,
     ) -> (Tensor<4>, Vec<usize>, Tensor<4>) {
-        let x0 = batch::images(set, idx, device);
-        let t = self.schedule.sample_t(idx.len(), self.fixed_t, rng);
-        let eps = super::denoise::noise_like(idx.len(), set, rng, device);
-        (self.schedule.noise(x0, &t, eps.clone()), t, eps)
+        super::denoise::noised(set, idx, &self.schedule, self.fixed_t, rng, device)
     }
 }
 

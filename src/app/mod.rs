@@ -285,9 +285,8 @@ impl Workbench {
     }
 
     fn default_with(settings: Settings, options: &AppOptions) -> Self {
-        let config = ExperimentConfig::from_toml(crate::DEFAULT_PRESET, "built-in default", &[])
-            .expect("the built-in default preset is valid");
-        Self::new(config, "built-in default".into(), settings, options)
+        let (config, origin) = builtin(crate::DEFAULT_PRESET, "default");
+        Self::new(config, origin, settings, options)
     }
 
     /// The first problem with the experiment as edited, if any.
@@ -854,19 +853,14 @@ impl Workbench {
                         }
                     });
                     ui.separator();
-                    if ui.button("Built-in default").clicked() {
-                        ui.close();
-                        self.config =
-                            ExperimentConfig::from_toml(crate::DEFAULT_PRESET, "default", &[])
-                                .expect("the built-in default preset is valid");
-                        self.origin = "built-in default".into();
-                    }
-                    if ui.button("Built-in quick").clicked() {
-                        ui.close();
-                        self.config =
-                            ExperimentConfig::from_toml(crate::QUICK_PRESET, "quick", &[])
-                                .expect("the built-in quick preset is valid");
-                        self.origin = "built-in quick".into();
+                    for (label, text, name) in [
+                        ("Built-in default", crate::DEFAULT_PRESET, "default"),
+                        ("Built-in quick", crate::QUICK_PRESET, "quick"),
+                    ] {
+                        if ui.button(label).clicked() {
+                            ui.close();
+                            (self.config, self.origin) = builtin(text, name);
+                        }
                     }
                     ui.separator();
                     if ui.button("Export metrics as CSV…").clicked() {
@@ -1175,12 +1169,7 @@ impl Workbench {
     }
 
     fn frame_p95(&self) -> Option<f32> {
-        if self.frame_ms.is_empty() {
-            return None;
-        }
-        let mut v: Vec<f32> = self.frame_ms.iter().copied().collect();
-        v.sort_by(f32::total_cmp);
-        Some(v[(v.len() * 95 / 100).min(v.len() - 1)])
+        self.frame_stats().map(|(_, p95, _)| p95)
     }
 
     /// Frame-time figures over the recent frames: (median, p95, max) in ms.
@@ -1225,6 +1214,13 @@ fn preview_ui(ui: &mut Ui, preview: Option<&Preview>) {
         }
         None => {}
     }
+}
+
+/// A built-in preset (compiled in, so always valid) and its origin label.
+fn builtin(text: &str, name: &str) -> (ExperimentConfig, String) {
+    let config = ExperimentConfig::from_toml(text, name, &[])
+        .expect("the built-in presets are valid (tests/engine/config.rs parses them)");
+    (config, format!("built-in {name}"))
 }
 
 fn read_preset(path: PathBuf) -> (PathBuf, Result<Box<ExperimentConfig>, String>) {

@@ -36,8 +36,20 @@ fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Task {
+    /// A classifier; accuracy measures it.
     #[default]
     Classification,
+    /// An ε-prediction denoiser (DDPM); the test ε-MSE measures it.
+    Denoising,
+}
+
+impl Task {
+    pub fn name(self) -> &'static str {
+        match self {
+            Task::Classification => "classification",
+            Task::Denoising => "denoising",
+        }
+    }
 }
 
 /// A complete experiment.
@@ -58,6 +70,9 @@ pub struct ExperimentConfig {
     /// The domain fine-tuning must be made hard on.
     pub restricted: DataSource,
     pub pretrain: PretrainConfig,
+    /// The noise schedule and sample grids of the denoising task (ignored by classification).
+    #[serde(default)]
+    pub diffusion: DiffusionConfig,
     /// SOPHON's loops; without this section the run pre-trains and evaluates only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sophon: Option<SophonConfig>,
@@ -76,9 +91,12 @@ pub enum ModelKind {
     CnnSmall,
     VggSmall,
     ResnetSmall,
+    /// The ε-prediction UNet of the denoising task.
+    Unet,
 }
 
 impl ModelKind {
+    /// The classifiers.
     pub const ALL: [ModelKind; 4] = [
         ModelKind::Mlp,
         ModelKind::CnnSmall,
@@ -86,12 +104,21 @@ impl ModelKind {
         ModelKind::ResnetSmall,
     ];
 
+    /// The models a task can use.
+    pub fn for_task(task: Task) -> &'static [ModelKind] {
+        match task {
+            Task::Classification => &Self::ALL,
+            Task::Denoising => &[ModelKind::Unet],
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             ModelKind::Mlp => "mlp",
             ModelKind::CnnSmall => "cnn-small",
             ModelKind::VggSmall => "vgg-small",
             ModelKind::ResnetSmall => "resnet-small",
+            ModelKind::Unet => "unet",
         }
     }
 }
@@ -103,10 +130,78 @@ pub struct ModelConfig {
     /// Hidden layer widths of the MLP (ignored by the other models).
     #[serde(default = "default_hidden")]
     pub hidden: Vec<usize>,
+    /// UNet: channels of the first level (the second level has twice as many).
+    #[serde(default = "default_unet_base")]
+    pub base: usize,
+    /// UNet: residual blocks per level on the way down and on the way up.
+    #[serde(default = "default_unet_blocks")]
+    pub blocks_per_level: usize,
 }
 
 fn default_hidden() -> Vec<usize> {
     vec![256, 128]
+}
+
+fn default_unet_base() -> usize {
+    32
+}
+
+fn default_unet_blocks() -> usize {
+    2
+}
+
+/// DDPM's noise schedule and the denoising task's sample grids.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiffusionConfig {
+    /// T, the number of noise steps.
+    #[serde(default = "default_steps")]
+    pub steps: usize,
+    /// β_1 of the linear schedule.
+    #[serde(default = "default_beta_start")]
+    pub beta_start: f64,
+    /// β_T of the linear schedule.
+    #[serde(default = "default_beta_end")]
+    pub beta_end: f64,
+    /// Train at this time step only (the reference code's accidental t = 1); by default t is
+    /// uniform over 1..=T.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fixed_t: Option<usize>,
+    /// Sample grids noise the clean images to this step and denoise them back.
+    #[serde(default = "default_sample_t")]
+    pub sample_t: usize,
+    /// Test images per domain in a sample grid (also the images PSNR is measured on).
+    #[serde(default = "default_samples")]
+    pub samples: usize,
+}
+
+fn default_steps() -> usize {
+    1000
+}
+fn default_beta_start() -> f64 {
+    1e-4
+}
+fn default_beta_end() -> f64 {
+    0.02
+}
+fn default_sample_t() -> usize {
+    20
+}
+fn default_samples() -> usize {
+    8
+}
+
+impl Default for DiffusionConfig {
+    fn default() -> Self {
+        Self {
+            steps: default_steps(),
+            beta_start: default_beta_start(),
+            beta_end: default_beta_end(),
+            fixed_t: None,
+            sample_t: default_sample_t(),
+            samples: default_samples(),
+        }
+    }
 }
 
 /// The model's input: every data set is resized and converted to this.
@@ -545,6 +640,7 @@ impl ExperimentConfig {
         }
         at_least("input.size", input.size, 8)?;
         at_most("input.size", input.size, 256)?;
+        self.validate_task()?;
         if self.model.kind == ModelKind::Mlp
             && (self.model.hidden.is_empty() || self.model.hidden.contains(&0))
         {
@@ -593,6 +689,77 @@ impl ExperimentConfig {
             at_least(&format!("{f}.batch_size"), s.batch_size, 1)?;
             s.optimizer.validate(&format!("{f}.optimizer"))?;
         }
+        Ok(())
+    }
+
+    /// The model, the SOPHON loss, the guard and the diffusion settings fit the task.
+    fn validate_task(&self) -> Result<(), ConfigError> {
+        let kinds = ModelKind::for_task(self.task);
+        if !kinds.contains(&self.model.kind) {
+            let names: Vec<&str> = kinds.iter().map(|k| k.name()).collect();
+            return Err(invalid(
+                "model.kind",
+                format!(
+                    "{} is not a model for {}; use {}",
+                    self.model.kind.name(),
+                    self.task.name(),
+                    names.join(", ")
+                ),
+            ));
+        }
+        if let Some(s) = &self.sophon {
+            let losses = crate::sophon::config::SuppressionLoss::for_task(self.task);
+            if !losses.contains(&s.loss) {
+                let names: Vec<&str> = losses.iter().map(|l| l.name()).collect();
+                return Err(invalid(
+                    "sophon.loss",
+                    format!(
+                        "{} is not a loss for {}; use {}",
+                        s.loss.name(),
+                        self.task.name(),
+                        names.join(", ")
+                    ),
+                ));
+            }
+            if let Some(g) = &s.guard {
+                g.validate(self.task)?;
+            }
+        }
+        if self.task != Task::Denoising {
+            return Ok(());
+        }
+        let m = &self.model;
+        at_least("model.base", m.base, 4)?;
+        at_most("model.base", m.base, 256)?;
+        at_least("model.blocks_per_level", m.blocks_per_level, 1)?;
+        if !self.input.size.is_multiple_of(4) {
+            return Err(invalid(
+                "input.size",
+                format!(
+                    "the UNet halves the image twice: use a multiple of 4 (got {})",
+                    self.input.size
+                ),
+            ));
+        }
+        let d = &self.diffusion;
+        at_least("diffusion.steps", d.steps, 1)?;
+        if !(d.beta_start > 0.0 && d.beta_start <= d.beta_end && d.beta_end < 1.0) {
+            return Err(invalid(
+                "diffusion.beta_start",
+                format!(
+                    "needs 0 < beta_start ≤ beta_end < 1 (got {} and {})",
+                    d.beta_start, d.beta_end
+                ),
+            ));
+        }
+        if let Some(t) = d.fixed_t {
+            at_least("diffusion.fixed_t", t, 1)?;
+            at_most("diffusion.fixed_t", t, d.steps)?;
+        }
+        at_least("diffusion.sample_t", d.sample_t, 1)?;
+        at_most("diffusion.sample_t", d.sample_t, d.steps)?;
+        at_least("diffusion.samples", d.samples, 1)?;
+        at_most("diffusion.samples", d.samples, 64)?;
         Ok(())
     }
 

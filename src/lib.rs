@@ -17,3 +17,7 @@ pub mod sophon;
 pub const DEFAULT_PRESET: &str = include_str!("../presets/default.toml");
 /// The small, fast experiment the tests use (also `presets/quick.toml`).
 pub const QUICK_PRESET: &str = include_str!("../presets/quick.toml");
+/// The built-in denoising experiment (also `presets/denoise.toml`).
+pub const DENOISE_PRESET: &str = include_str!("../presets/denoise.toml");
+/// The small, fast denoising experiment the tests use (also `presets/denoise-quick.toml`).
+pub const DENOISE_QUICK_PRESET: &str = include_str!("../presets/denoise-quick.toml");

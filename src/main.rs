@@ -11,6 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use sophon_workbench::config::ExperimentConfig;
 use sophon_workbench::run::{self, BackendChoice, Command, Event, OutDir, RunRequest};
 use sophon_workbench::sophon::experiment::Summary;
+use sophon_workbench::sophon::task::Scores;
 
 #[derive(Parser)]
 #[command(
@@ -262,10 +263,17 @@ fn run_headless(
             Event::Metric(p) if p.series == "pretrain/loss" => {
                 bar.set_message(format!("loss {:.3}", p.value))
             }
-            Event::Metric(p) if p.series == "sophon/original_acc" => {
+            Event::Metric(p)
+                if p.series == "sophon/original_acc" || p.series == "sophon/original_mse" =>
+            {
                 bar.set_message(format!("intactness {:.3}", p.value))
             }
             Event::Metric(_) => {}
+            Event::Samples(g) => say(format!(
+                "sample grid {} (PSNR {:.1} dB)",
+                g.file.display(),
+                g.psnr
+            )),
             Event::Log(line) => say(line),
             Event::Paused | Event::Resumed => {}
             Event::Finished(summary) => {
@@ -287,20 +295,32 @@ fn run_headless(
     bail!("the worker thread ended without a result")
 }
 
+/// The measures of one model, as a line: `original accuracy 0.912, restricted …`.
+fn scores_line(s: &Scores, restricted_what: &str) -> String {
+    let what = s.metric.label();
+    let psnr = match (s.original_psnr, s.restricted_psnr) {
+        (Some(o), Some(r)) => format!(" (sample PSNR {o:.1} / {r:.1} dB)"),
+        _ => String::new(),
+    };
+    format!(
+        "original {what} {:.4}, restricted {what} {restricted_what} {:.4}{psnr}",
+        s.original, s.restricted
+    )
+}
+
 fn print_summary(s: &Summary) {
     if let Some(p) = &s.pretrain {
         println!(
-            "pre-trained: original accuracy {:.3}, restricted accuracy before fine-tuning {:.3}",
-            p.original_acc, p.restricted_acc
+            "pre-trained: {}",
+            scores_line(&p.scores, "before fine-tuning")
         );
     }
     if let Some(p) = &s.sophon {
         println!(
-            "protected ({} outer iterations): original accuracy {:.3}, restricted accuracy before fine-tuning {:.3}, last probe {:.3}{}",
+            "protected ({} outer iterations): {}, last probe {:.4}{}",
             p.iterations,
-            p.original_acc,
-            p.restricted_acc,
-            p.probe_restricted_acc,
+            scores_line(&p.scores, "before fine-tuning"),
+            p.scores.probe.unwrap_or(f64::NAN),
             if p.guard_triggered {
                 " (stopped by the intactness guard)"
             } else {
@@ -309,13 +329,14 @@ fn print_summary(s: &Summary) {
         );
     }
     for a in &s.attack {
-        let curve: Vec<String> = a.restricted_acc.iter().map(|v| format!("{v:.2}")).collect();
+        let curve: Vec<String> = a.per_epoch.iter().map(|v| format!("{v:.3}")).collect();
         println!(
-            "attack {:<14} from {:<9}: final {:.3}, mean {:.3}  [{}]",
+            "attack {:<14} from {:<9}: final {} {:.4}, mean {:.4}  [{}]",
             a.strategy,
             a.start.name(),
-            a.final_restricted_acc,
-            a.mean_restricted_acc,
+            a.metric.label(),
+            a.final_score,
+            a.mean,
             curve.join(" ")
         );
     }

@@ -5,6 +5,7 @@
 pub mod explain;
 pub mod plots;
 pub mod runs;
+pub mod samples;
 pub mod series;
 pub mod setup;
 pub mod sweep;
@@ -20,8 +21,10 @@ use crate::config::{ConfigError, DataSource, ExperimentConfig};
 use crate::run::{self, BackendChoice, Command, Event, OutDir, RunRequest, WorkerHandle};
 use crate::sophon::LiveUpdate;
 use crate::sophon::experiment::Summary;
+use crate::sophon::task::Metric;
 use plots::{Marker, Overlay, PlotSettings};
 use runs::{RunEntry, RunsAction};
+use samples::SampleStore;
 use series::SeriesStore;
 use setup::{FieldError, PickTarget, SetupAction, SetupState, Side};
 use sweep::SweepSpec;
@@ -94,6 +97,8 @@ pub struct RunView {
     pub summary: Option<Summary>,
     /// How the last run ended: finished, stopped or failed.
     pub ended: Option<String>,
+    /// The run's test measure (accuracy, or a denoiser's ε-MSE).
+    pub metric: Option<Metric>,
 }
 
 /// Progress events before the rate is measured (shader compilation, caches).
@@ -185,6 +190,7 @@ pub struct Workbench {
     worker: Option<WorkerHandle>,
     pub run: RunView,
     pub series: SeriesStore,
+    pub samples: SampleStore,
     pub markers: Vec<Marker>,
     live: Option<LiveKnobs>,
     live_sent: Option<LiveKnobs>,
@@ -232,6 +238,7 @@ impl Workbench {
             worker: None,
             run: RunView::default(),
             series: SeriesStore::default(),
+            samples: SampleStore::default(),
             markers: Vec::new(),
             live: None,
             live_sent: None,
@@ -330,10 +337,12 @@ impl Workbench {
             self.worker = Some(run::spawn(Box::new(move || ctx.request_repaint())));
         }
         self.series.clear();
+        self.samples.clear();
         self.fill_stress();
         self.markers.clear();
         self.run = RunView {
             active: true,
+            metric: Some(Metric::of(config.task)),
             ..RunView::default()
         };
         self.live = config.sophon.as_ref().map(|s| LiveKnobs {
@@ -449,6 +458,7 @@ impl Workbench {
                 self.series.push(&p.series, p.step as f64, p.value);
                 self.marker_for(&p.series, p.step as f64, p.value);
             }
+            Event::Samples(grid) => self.samples.push(ctx, *grid),
             Event::Log(line) => self.push_log(line),
             Event::Paused => self.run.paused = true,
             Event::Resumed => self.run.paused = false,
@@ -856,6 +866,12 @@ impl Workbench {
                     for (label, text, name) in [
                         ("Built-in default", crate::DEFAULT_PRESET, "default"),
                         ("Built-in quick", crate::QUICK_PRESET, "quick"),
+                        ("Built-in denoising", crate::DENOISE_PRESET, "denoise"),
+                        (
+                            "Built-in denoising, quick",
+                            crate::DENOISE_QUICK_PRESET,
+                            "denoise-quick",
+                        ),
                     ] {
                         if ui.button(label).clicked() {
                             ui.close();
@@ -1056,22 +1072,27 @@ impl Workbench {
         if let Some(s) = &self.run.summary {
             ui.separator();
             ui.label(RichText::new("Result").strong());
-            if let Some(p) = &s.pretrain {
-                ui.label(format!(
-                    "pre-trained: original accuracy {:.3}",
-                    p.original_acc
-                ));
-            }
-            if let Some(p) = &s.sophon {
-                ui.label(format!(
-                    "protected: original accuracy {:.3}",
-                    p.original_acc
-                ));
+            let scores = [
+                ("pre-trained", s.pretrain.as_ref().map(|p| &p.scores)),
+                ("protected", s.sophon.as_ref().map(|p| &p.scores)),
+            ];
+            for (model, scores) in scores {
+                if let Some(p) = scores {
+                    ui.label(format!(
+                        "{model}: original {} {:.3}",
+                        p.metric.label(),
+                        p.original
+                    ));
+                }
             }
             for a in &s.attack {
                 ui.label(format!(
-                    "{} from {}: restricted {:.3} (mean {:.3})",
-                    a.strategy, a.start, a.final_restricted_acc, a.mean_restricted_acc
+                    "{} from {}: restricted {} {:.3} (mean {:.3})",
+                    a.strategy,
+                    a.start,
+                    a.metric.label(),
+                    a.final_score,
+                    a.mean
                 ));
             }
         }
@@ -1097,13 +1118,43 @@ impl Workbench {
                         })
                     })
                     .collect();
-                plots::curves_ui(
-                    ui,
-                    &self.series,
-                    &overlays,
-                    &self.markers,
-                    &mut self.settings.plots,
-                );
+                let metric = self.run.metric.unwrap_or(Metric::of(self.config.task));
+                if self.samples.is_empty() && metric == Metric::Acc {
+                    plots::curves_ui(
+                        ui,
+                        &self.series,
+                        metric,
+                        &overlays,
+                        &self.markers,
+                        None,
+                        &mut self.settings.plots,
+                    );
+                } else {
+                    // Denoising: the curves beside the sample grids.
+                    let width = ui.available_width();
+                    let cursor = self.samples.cursor();
+                    ui.horizontal_top(|ui| {
+                        ui.vertical(|ui| {
+                            ui.set_width(width * 0.6);
+                            plots::curves_ui(
+                                ui,
+                                &self.series,
+                                metric,
+                                &overlays,
+                                &self.markers,
+                                cursor,
+                                &mut self.settings.plots,
+                            );
+                        });
+                        ui.separator();
+                        ui.vertical(|ui| {
+                            ui.heading("Sample grids");
+                            egui::ScrollArea::vertical()
+                                .id_salt("samples")
+                                .show(ui, |ui| self.samples.ui(ui));
+                        });
+                    });
+                }
             }
             Tab::Runs => {
                 let actions = runs::runs_ui(ui, &mut self.runs);

@@ -6,6 +6,7 @@ use egui::{Color32, Id, Ui};
 use egui_plot::{Legend, Line, LineStyle, Plot, PlotUi, VLine};
 
 use super::series::{SeriesStore, decimate, segments, smooth};
+use crate::sophon::task::Metric;
 
 /// A live change of a knob, drawn as a vertical line at the outer iteration it applied from.
 #[derive(Debug, Clone, PartialEq)]
@@ -84,7 +85,14 @@ fn draw(
     }
 }
 
-fn markers_on(plot: &mut PlotUi<'_>, markers: &[Marker]) {
+fn markers_on(plot: &mut PlotUi<'_>, markers: &[Marker], cursor: Option<f64>) {
+    if let Some(x) = cursor {
+        plot.vline(
+            VLine::new("sample grids", x)
+                .color(Color32::from_rgb(200, 120, 230))
+                .width(2.0),
+        );
+    }
     for m in markers {
         plot.vline(
             VLine::new(m.label.clone(), m.step)
@@ -107,7 +115,7 @@ fn sophon_plot(name: &str, height: f32, group: Id) -> Plot<'_> {
 /// The plot names, so tests can find them.
 pub const INTACTNESS_PLOT: &str = "Intactness and non-fine-tunability probe";
 pub const LOSS_PLOT: &str = "SOPHON losses";
-pub const ATTACK_PLOT: &str = "Attack: restricted accuracy while fine-tuning";
+pub const ATTACK_PLOT: &str = "Attack: fine-tuning on the restricted domain";
 pub const PRETRAIN_PLOT: &str = "Pre-training loss";
 
 /// The attacker strategies that have curves in `store`.
@@ -120,13 +128,22 @@ pub fn strategies(store: &SeriesStore) -> Vec<String> {
     names
 }
 
+/// The curves of a run whose task is measured by `metric`; `cursor` marks the outer iteration
+/// of the sample grids shown beside them.
 pub fn curves_ui(
     ui: &mut Ui,
     store: &SeriesStore,
+    metric: Metric,
     overlays: &[Overlay<'_>],
     markers: &[Marker],
+    cursor: Option<f64>,
     settings: &mut PlotSettings,
 ) {
+    let m = metric.name();
+    let (what, keep) = match metric {
+        Metric::Acc => ("accuracy", ("high", "low")),
+        Metric::Mse => ("ε-MSE", ("low", "high")),
+    };
     ui.horizontal(|ui| {
         ui.add(egui::Slider::new(&mut settings.smoothing, 0.0..=0.99).text("smoothing"))
             .on_hover_text(
@@ -141,16 +158,21 @@ pub fn curves_ui(
     ui.horizontal(|ui| {
         ui.vertical(|ui| {
             ui.set_width(width);
-            ui.label(INTACTNESS_PLOT).on_hover_text(
-                "Green: original-domain test accuracy (keep it high). Orange: restricted accuracy after a short fine-tune of a copy (keep it low).",
-            );
-            sophon_plot(INTACTNESS_PLOT, height, group)
-                .include_y(0.0)
-                .include_y(1.0)
-                .show(ui, |plot| {
+            ui.label(INTACTNESS_PLOT).on_hover_text(format!(
+                "Green: original-domain test {what} (keep it {}). Orange: restricted {what} after a short fine-tune of a copy (keep it {}).",
+                keep.0, keep.1
+            ));
+            let intact = format!("sophon/original_{m}");
+            let probe = format!("sophon/probe_restricted_{m}");
+            let plot = sophon_plot(INTACTNESS_PLOT, height, group).include_y(0.0);
+            let plot = match metric {
+                Metric::Acc => plot.include_y(1.0),
+                Metric::Mse => plot,
+            };
+            plot.show(ui, |plot| {
                     for (series, label, color) in [
-                        ("sophon/original_acc", "intactness", INTACT),
-                        ("sophon/probe_restricted_acc", "probe (restricted)", PROBE),
+                        (intact.as_str(), "intactness", INTACT),
+                        (probe.as_str(), "probe (restricted)", PROBE),
                     ] {
                         if let Some(p) = store.get(series) {
                             draw(plot, label, p, color, 0.0, LineStyle::Solid);
@@ -162,14 +184,15 @@ pub fn curves_ui(
                             }
                         }
                     }
-                    markers_on(plot, markers);
+                    markers_on(plot, markers, cursor);
                 });
         });
         ui.vertical(|ui| {
             ui.set_width(width);
-            ui.label(LOSS_PLOT).on_hover_text(
-                "Red: the suppression loss of the simulated fine-tuning (FTS). Blue: cross-entropy of normal training (NTR).",
-            );
+            ui.label(LOSS_PLOT).on_hover_text(format!(
+                "Red: the suppression loss of the simulated fine-tuning (FTS). Blue: the {} of normal training (NTR).",
+                task_loss(metric)
+            ));
             sophon_plot(LOSS_PLOT, height, group)
                 .show(ui, |plot| {
                     for (series, label, color) in [
@@ -180,7 +203,7 @@ pub fn curves_ui(
                             draw(plot, label, p, color, settings.smoothing, LineStyle::Solid);
                         }
                     }
-                    markers_on(plot, markers);
+                    markers_on(plot, markers, cursor);
                 });
         });
     });
@@ -194,7 +217,7 @@ pub fn curves_ui(
                 .x_axis_label("training step")
                 .show(ui, |plot| {
                     if let Some(p) = store.get("pretrain/loss") {
-                        draw(plot, "cross-entropy", p, NTR, settings.smoothing, LineStyle::Solid);
+                        draw(plot, task_loss(metric), p, NTR, settings.smoothing, LineStyle::Solid);
                     }
                 });
         });
@@ -202,9 +225,10 @@ pub fn curves_ui(
             ui.set_width(width);
             let names = strategies(store);
             ui.horizontal(|ui| {
-                ui.label(ATTACK_PLOT).on_hover_text(
-                    "SOPHON works when the red (protected) curve stays at or below the grey (scratch) one, far below the blue (original).",
-                );
+                ui.label(ATTACK_PLOT).on_hover_text(match metric {
+                    Metric::Acc => "Restricted test accuracy per epoch. SOPHON works when the red (protected) curve stays at or below the grey (scratch) one, far below the blue (original).",
+                    Metric::Mse => "Restricted test ε-MSE per epoch. SOPHON works when the red (protected) curve stays above the grey (scratch) and blue (original) ones.",
+                });
                 if settings.strategy.as_ref().is_none_or(|s| !names.contains(s)) {
                     settings.strategy = names.first().cloned();
                 }
@@ -218,13 +242,17 @@ pub fn curves_ui(
                         });
                 }
             });
-            Plot::new(ATTACK_PLOT)
+            let plot = Plot::new(ATTACK_PLOT)
                 .height(height)
                 .legend(Legend::default())
                 .x_axis_label("epoch")
-                .include_y(0.0)
-                .include_y(1.0)
-                .show(ui, |plot| {
+                .y_axis_label(format!("restricted {what}"))
+                .include_y(0.0);
+            let plot = match metric {
+                Metric::Acc => plot.include_y(1.0),
+                Metric::Mse => plot,
+            };
+            plot.show(ui, |plot| {
                     let Some(strategy) = &settings.strategy else {
                         return;
                     };
@@ -233,7 +261,7 @@ pub fn curves_ui(
                         ("original", ORIGINAL),
                         ("scratch", SCRATCH),
                     ] {
-                        let series = format!("attack/{strategy}/{start}/restricted_acc");
+                        let series = format!("attack/{strategy}/{start}/restricted_{m}");
                         if let Some(p) = store.get(&series) {
                             draw(plot, start, p, color, 0.0, LineStyle::Solid);
                         }
@@ -241,4 +269,12 @@ pub fn curves_ui(
                 });
         });
     });
+}
+
+/// The name of the task's training loss.
+fn task_loss(metric: Metric) -> &'static str {
+    match metric {
+        Metric::Acc => "cross-entropy",
+        Metric::Mse => "ε-MSE",
+    }
 }

@@ -30,13 +30,14 @@ impl RunEntry {
         )
     }
 
-    /// Original-domain test accuracy of the final model (after SOPHON, else after pre-training).
+    /// Original-domain test measure of the final model (after SOPHON, else after
+    /// pre-training): accuracy, or a denoiser's ε-MSE.
     pub fn intactness(&self) -> Option<f64> {
         let s = &self.summary;
         s.sophon
             .as_ref()
-            .map(|p| p.original_acc)
-            .or(s.pretrain.as_ref().map(|p| p.original_acc))
+            .map(|p| p.scores.original)
+            .or(s.pretrain.as_ref().map(|p| p.scores.original))
     }
 
     /// Restricted-domain accuracy an attacker reaches from the final model: the first strategy's
@@ -52,8 +53,8 @@ impl RunEntry {
         s.attack
             .iter()
             .find(|a| a.start == start)
-            .map(|a| a.final_restricted_acc)
-            .or(s.sophon.as_ref().map(|p| p.probe_restricted_acc))
+            .map(|a| a.final_score)
+            .or(s.sophon.as_ref().and_then(|p| p.scores.probe))
     }
 }
 

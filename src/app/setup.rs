@@ -7,11 +7,11 @@ use std::path::PathBuf;
 use egui::{Color32, ComboBox, DragValue, Grid, Id, RichText, Ui};
 
 use crate::config::{
-    AttackStrategy, Background, Cifar100Labels, DataSource, ExperimentConfig, Layers, ModelKind,
-    OptimizerConfig, OptimizerKind, ProceduralDomain,
+    AttackStrategy, Background, Cifar100Labels, DataSource, DiffusionConfig, ExperimentConfig,
+    Layers, ModelKind, OptimizerConfig, OptimizerKind, ProceduralDomain, Task,
 };
 use crate::run::BackendChoice;
-use crate::sophon::config::{Environment, ProbeConfig, SophonConfig, SuppressionLoss};
+use crate::sophon::config::{Environment, GuardConfig, ProbeConfig, SophonConfig, SuppressionLoss};
 
 /// The first validation problem: the dotted field and what is wrong.
 #[derive(Debug, Clone, PartialEq)]
@@ -96,9 +96,15 @@ pub fn setup_ui(ui: &mut Ui, state: SetupState<'_>) -> Vec<SetupAction> {
         egui::CollapsingHeader::new(RichText::new("Pre-training").strong())
             .default_open(false)
             .show(ui, |ui| pretrain_ui(ui, config, error));
+        if config.task == Task::Denoising {
+            egui::CollapsingHeader::new(RichText::new("Diffusion").strong())
+                .default_open(false)
+                .show(ui, |ui| diffusion_ui(ui, &mut config.diffusion, error));
+        }
+        let task = config.task;
         egui::CollapsingHeader::new(RichText::new("SOPHON").strong())
             .default_open(true)
-            .show(ui, |ui| sophon_ui(ui, &mut config.sophon, error));
+            .show(ui, |ui| sophon_ui(ui, task, &mut config.sophon, error));
         egui::CollapsingHeader::new(RichText::new("Attacker strategies").strong())
             .default_open(false)
             .show(ui, |ui| strategies_ui(ui, config, error));
@@ -204,11 +210,17 @@ fn experiment_ui(
         row(
             ui,
             "Task",
-            "Classification: the model labels images. Denoising (a diffusion model) is not built yet.",
+            "Classification: the model labels images. Denoising: a diffusion model (UNet) predicts the noise in noised images. Switching keeps the data and picks the task's model and loss; File > built-in presets have tuned values.",
             |ui, _| {
-                let _ = ui.selectable_label(true, "classification");
-                ui.add_enabled(false, egui::Button::new("denoising"))
-                    .on_disabled_hover_text("The diffusion model is not built yet.");
+                for task in [Task::Classification, Task::Denoising] {
+                    if ui
+                        .selectable_label(config.task == task, task.name())
+                        .clicked()
+                        && config.task != task
+                    {
+                        switch_task(config, task);
+                    }
+                }
             },
         );
         row(
@@ -222,11 +234,19 @@ fn experiment_ui(
         row(
             ui,
             "Model",
-            "The classifier that is pre-trained, protected and attacked.",
+            "The model that is pre-trained, protected and attacked. The UNet's width is the channels of its first level.",
             |ui, l| {
-                let options: Vec<(ModelKind, &str)> =
-                    ModelKind::ALL.iter().map(|k| (*k, k.name())).collect();
+                let options: Vec<(ModelKind, &str)> = ModelKind::for_task(config.task)
+                    .iter()
+                    .map(|k| (*k, k.name()))
+                    .collect();
                 enum_combo(ui, l, "model", &mut config.model.kind, &options);
+                if config.model.kind == ModelKind::Unet {
+                    ui.label("width");
+                    count(ui, l, &mut config.model.base, 4, 256);
+                    ui.label("blocks");
+                    count(ui, l, &mut config.model.blocks_per_level, 1, 8);
+                }
             },
         );
         field_error_ui(ui, error, "model");
@@ -572,6 +592,53 @@ fn pretrain_ui(ui: &mut Ui, config: &mut ExperimentConfig, error: Option<&FieldE
     });
 }
 
+/// Change the task, keeping the data: the task's first model and loss, its guard measure, and
+/// an input size the UNet can halve twice.
+fn switch_task(config: &mut ExperimentConfig, task: Task) {
+    config.task = task;
+    config.model.kind = match task {
+        Task::Classification => ModelKind::CnnSmall,
+        Task::Denoising => ModelKind::Unet,
+    };
+    if task == Task::Denoising {
+        config.input.size = config.input.size.div_ceil(4) * 4;
+    }
+    if let Some(s) = &mut config.sophon {
+        s.loss = SuppressionLoss::for_task(task)[0];
+        s.guard = None;
+    }
+}
+
+fn diffusion_ui(ui: &mut Ui, d: &mut DiffusionConfig, error: Option<&FieldError>) {
+    Grid::new("diffusion").num_columns(2).show(ui, |ui| {
+        row(ui, "T (noise steps)", "Steps of DDPM's linear noise schedule (1000 in the paper).", |ui, l| {
+            count(ui, l, &mut d.steps, 1, 10_000);
+        });
+        row(ui, "β range", "β_1 and β_T of the linear schedule: how much noise each step adds (1e-4 to 0.02 in DDPM).", |ui, l| {
+            small(ui, l, &mut d.beta_start, 1.0);
+            ui.label("to");
+            small(ui, l, &mut d.beta_end, 1.0);
+        });
+        let mut fixed = d.fixed_t.is_some();
+        row(ui, "Training t", "Uniform over 1..T (the DDPM way), or one fixed step (the reference code always used t = 1).", |ui, l| {
+            ui.checkbox(&mut fixed, "fixed").labelled_by(l);
+            if fixed {
+                let t = d.fixed_t.get_or_insert(1);
+                count(ui, l, t, 1, 10_000);
+            }
+        });
+        if !fixed {
+            d.fixed_t = None;
+        }
+        row(ui, "Sample grids", "Test images per domain, noised to step t and denoised back by the reverse chain (t = 20 in the paper's figures).", |ui, l| {
+            count(ui, l, &mut d.samples, 1, 64);
+            ui.label("images, t");
+            count(ui, l, &mut d.sample_t, 1, 10_000);
+        });
+        field_error_ui(ui, error, "diffusion");
+    });
+}
+
 fn default_sophon() -> SophonConfig {
     SophonConfig {
         outer_iterations: 100,
@@ -595,14 +662,23 @@ fn default_sophon() -> SophonConfig {
     }
 }
 
-fn sophon_ui(ui: &mut Ui, sophon: &mut Option<SophonConfig>, error: Option<&FieldError>) {
+fn sophon_ui(
+    ui: &mut Ui,
+    task: Task,
+    sophon: &mut Option<SophonConfig>,
+    error: Option<&FieldError>,
+) {
     let mut on = sophon.is_some();
     if ui
         .checkbox(&mut on, "Protect with SOPHON")
         .on_hover_text("Off: the attack compares only the original and scratch models.")
         .changed()
     {
-        *sophon = on.then(default_sophon);
+        *sophon = on.then(|| {
+            let mut s = default_sophon();
+            s.loss = SuppressionLoss::for_task(task)[0];
+            s
+        });
     }
     let Some(s) = sophon else { return };
     Grid::new("sophon").num_columns(2).show(ui, |ui| {
@@ -634,12 +710,10 @@ fn sophon_ui(ui: &mut Ui, sophon: &mut Option<SophonConfig>, error: Option<&Fiel
                 l,
                 "loss",
                 &mut s.loss,
-                &[
-                    (SuppressionLoss::Ice, "ICE (paper)"),
-                    (SuppressionLoss::IceReference, "ICE (reference code)"),
-                    (SuppressionLoss::Klu, "KL from uniform"),
-                    (SuppressionLoss::CeAscent, "CE ascent (baseline)"),
-                ],
+                &SuppressionLoss::for_task(task)
+                    .iter()
+                    .map(|l| (*l, loss_label(*l)))
+                    .collect::<Vec<_>>(),
             );
         });
         row(ui, "Clip", "L2 norm limit of the accumulated suppression gradient (0: no clipping).", |ui, l| {
@@ -657,18 +731,35 @@ fn sophon_ui(ui: &mut Ui, sophon: &mut Option<SophonConfig>, error: Option<&Fiel
             ui.label("steps, lr");
             small(ui, l, &mut s.probe.optimizer.lr, 10.0);
         });
-        let mut guard = s.guard.as_ref().map(|g| g.min_original_acc);
-        row(ui, "Intactness guard", "Stop SOPHON (rolling back the last iteration) when original accuracy falls below this.", |ui, l| {
+        let mut guard = s.guard.as_ref().map(GuardConfig::threshold);
+        let tip = match task {
+            Task::Classification => "Stop SOPHON (rolling back the last iteration) when original accuracy falls below this.",
+            Task::Denoising => "Stop SOPHON (rolling back the last iteration) when the original ε-MSE rises above this.",
+        };
+        row(ui, "Intactness guard", tip, |ui, l| {
             let mut on = guard.is_some();
             if ui.checkbox(&mut on, "on").changed() {
                 guard = on.then_some(0.5);
             }
             if let Some(g) = guard.as_mut() {
-                ui.add(DragValue::new(g).range(0.0..=1.0).speed(0.01))
+                let range = match task {
+                    Task::Classification => 0.0..=1.0,
+                    Task::Denoising => 0.0..=10.0,
+                };
+                ui.add(DragValue::new(g).range(range).speed(0.01))
                     .labelled_by(l);
             }
         });
-        s.guard = guard.map(|min_original_acc| crate::sophon::config::GuardConfig { min_original_acc });
+        s.guard = guard.map(|g| match task {
+            Task::Classification => GuardConfig {
+                min_original_acc: Some(g),
+                max_original_mse: None,
+            },
+            Task::Denoising => GuardConfig {
+                min_original_acc: None,
+                max_original_mse: Some(g),
+            },
+        });
         field_error_ui(ui, error, "sophon");
     });
     ui.label(RichText::new("Simulated attackers (environments)").italics())
@@ -803,4 +894,15 @@ fn strategies_ui(ui: &mut Ui, config: &mut ExperimentConfig, error: Option<&Fiel
     Grid::new("evaluation").num_columns(2).show(ui, |ui| {
         field_error_ui(ui, error, "evaluation");
     });
+}
+
+fn loss_label(loss: SuppressionLoss) -> &'static str {
+    match loss {
+        SuppressionLoss::Ice => "ICE (paper)",
+        SuppressionLoss::IceReference => "ICE (reference code)",
+        SuppressionLoss::Klu => "KL from uniform",
+        SuppressionLoss::CeAscent => "CE ascent (baseline)",
+        SuppressionLoss::Dos => "DoS: predict no noise",
+        SuppressionLoss::MseAscent => "MSE ascent (baseline)",
+    }
 }

@@ -48,6 +48,8 @@ impl ClassifierConfig {
             ModelKind::CnnSmall => Classifier::CnnSmall(CnnSmall::new(c, s, k, device)),
             ModelKind::VggSmall => Classifier::VggSmall(VggSmall::new(c, s, k, device)),
             ModelKind::ResnetSmall => Classifier::ResnetSmall(ResnetSmall::new(c, k, device)),
+            // Validation pairs the UNet with the denoising task, never with a classifier.
+            ModelKind::Unet => panic!("the UNet is a denoiser, not a classifier"),
         }
     }
 }

@@ -4,7 +4,7 @@
 //! Sized to train on 28×28 grey and 32×32 RGB images on a CPU; sides must be divisible by 4.
 
 use burn::config::Config;
-use burn::module::Module;
+use burn::module::{Module, ParamGroup};
 use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
 use burn::nn::{GroupNorm, GroupNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::silu;
@@ -127,6 +127,19 @@ impl UnetConfig {
 }
 
 impl Unet {
+    /// Replace the output convolution (the UNet's "head") by a freshly initialised one.
+    pub fn reinit_out(mut self, device: &Device) -> Self {
+        let [out, c1, _, _] = self.conv_out.weight.shape().dims();
+        self.conv_out = conv3x3(c1, out, 1, device);
+        self
+    }
+
+    /// Freeze everything except the output convolution.
+    pub fn train_out_only(self) -> Self {
+        let group = ParamGroup::ids_from_module(self.conv_out.clone());
+        self.freeze().unfreeze_group(group)
+    }
+
     /// `x_t: [b, c, h, w]` (h, w divisible by 4) and the time steps `t` (one per image, 1..=T)
     /// → the predicted noise ε̂, `[b, c, h, w]`.
     pub fn forward(&self, x: Tensor<4>, t: &[usize]) -> Tensor<4> {

@@ -1,19 +1,20 @@
 //! The run folder: `config.toml`, `environment.json`, `metrics.jsonl` (appended and flushed),
-//! `summary.json` (written atomically), `checkpoints/*.bpk`.
+//! `summary.json` (written atomically), `checkpoints/*.bpk`, and a denoiser's sample grids
+//! `samples/<phase>-<domain>-<step>.png`.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use burn::module::Module;
 use serde::{Deserialize, Serialize};
 
 use crate::config::ExperimentConfig;
-use crate::model::Classifier;
+use crate::data::preview::sample_grid;
 use crate::sophon::ResumeFrom;
 use crate::sophon::experiment::Summary;
 use crate::sophon::protect::{self, Checkpoint, Progress};
+use crate::sophon::task::{SampleGrid, SaveModel};
 
 /// `checkpoints/sophon-state.json`: the last complete SOPHON checkpoint.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -159,13 +160,33 @@ impl RunFolder {
     }
 
     /// Save a model with burn's recorder (burnpack, written atomically by burn).
-    pub fn save_model(&self, name: &str, model: &Classifier) -> Result<PathBuf, String> {
+    pub fn save_model(&self, name: &str, model: &dyn SaveModel) -> Result<PathBuf, String> {
         let path = self.checkpoint_path(name);
         model
-            .clone()
-            .save_file(&path)
+            .save_to(&path)
             .map_err(|e| format!("{}: cannot save checkpoint: {e}", path.display()))?;
         Ok(path)
+    }
+
+    /// Write a sample grid as `samples/<phase>-<domain>-<step>.png` (atomically): one row per
+    /// image, the columns clean | noised to step t | denoised, 4× enlarged. Returns the image
+    /// and its path.
+    pub fn save_samples(
+        &self,
+        grid: &SampleGrid<'_>,
+    ) -> Result<(image::RgbImage, PathBuf), String> {
+        let s = grid.samples;
+        let image = sample_grid(&[&s.clean, &s.noisy, &s.denoised], s.clean.len(), 4);
+        let dir = self.dir.join("samples");
+        let path = dir.join(format!("{}-{}-{}.png", grid.phase, grid.domain, grid.step));
+        let fail = |e: &dyn std::fmt::Display| format!("{}: cannot write: {e}", path.display());
+        fs::create_dir_all(&dir).map_err(|e| fail(&e))?;
+        let mut png = Vec::new();
+        image
+            .write_to(&mut io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .map_err(|e| fail(&e))?;
+        write_atomic(&path, &png).map_err(|e| fail(&e))?;
+        Ok((image, path))
     }
 }
 
@@ -181,8 +202,7 @@ impl RunFolder {
         };
         fs::create_dir_all(&dir).map_err(|e| fail("checkpoint", &e))?;
         ck.model
-            .clone()
-            .save_file(dir.join("model.bpk"))
+            .save_to(&dir.join("model.bpk"))
             .map_err(|e| fail("model", &e))?;
         ck.fts_optim
             .save(dir.join("fts-optim.bpk"))
@@ -207,20 +227,13 @@ impl RunFolder {
         Ok(())
     }
 
-    /// The pre-trained model and the last SOPHON checkpoint, loaded into copies of `skeleton`.
-    /// `None` when nothing was pre-trained yet (the run starts over).
-    pub fn load_resume(&self, skeleton: &Classifier) -> Result<Option<ResumeFrom>, String> {
-        let pretrained_path = self.checkpoint_path("pretrained");
-        if !pretrained_path.exists() {
+    /// Where the pre-trained model and the last SOPHON checkpoint are, with SOPHON's optimizers
+    /// and progress loaded. `None` when nothing was pre-trained yet (the run starts over).
+    pub fn load_resume(&self) -> Result<Option<ResumeFrom>, String> {
+        let pretrained = self.checkpoint_path("pretrained");
+        if !pretrained.exists() {
             return Ok(None);
         }
-        let load = |path: &Path| {
-            skeleton
-                .detached_copy()
-                .try_load_file(path)
-                .map_err(|e| format!("{}: cannot load: {e}", path.display()))
-        };
-        let pretrained = load(&pretrained_path)?;
         let state = read_state(&self.dir).map_err(|e| e.to_string())?;
         let sophon = match state {
             None => None,
@@ -233,7 +246,7 @@ impl RunFolder {
                         .map_err(|e| format!("{}: cannot load: {e}", path.display()))
                 };
                 Some(protect::Resume {
-                    model: load(&dir.join("model.bpk"))?,
+                    model: dir.join("model.bpk"),
                     fts_optim: optim(fts, "fts-optim.bpk")?,
                     ntr_optim: optim(ntr, "ntr-optim.bpk")?,
                     progress: state.progress,

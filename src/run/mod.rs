@@ -9,4 +9,4 @@ pub mod worker;
 
 pub use backend::{Backend, BackendChoice};
 pub use folder::{MetricPoint, RunFolder};
-pub use worker::{Command, Event, OutDir, RunRequest, WorkerHandle, spawn};
+pub use worker::{Command, Event, OutDir, RunRequest, SamplesEvent, WorkerHandle, spawn};

@@ -10,9 +10,9 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError, unbounded};
 use super::backend::{self, Backend, BackendChoice};
 use super::folder::{Environment, MetricPoint, RunFolder};
 use crate::config::ExperimentConfig;
-use crate::model::Classifier;
 use crate::sophon::experiment::{self, EngineError, Summary};
 use crate::sophon::protect::Checkpoint;
+use crate::sophon::task::{SampleGrid, SaveModel};
 use crate::sophon::{Devices, Interrupted, LiveUpdate, Monitor, ResumeFrom};
 
 /// Where the run folder goes.
@@ -65,12 +65,29 @@ pub enum Event {
         step: usize,
     },
     Metric(MetricPoint),
+    /// A denoiser's sample grid (written to the run folder as `file`).
+    Samples(Box<SamplesEvent>),
     Log(String),
     Paused,
     Resumed,
     Finished(Box<Summary>),
     Stopped(Box<Summary>),
     Failed(String),
+}
+
+/// One sample grid: clean | noised to step `t` | denoised, one row per test image.
+#[derive(Debug, Clone)]
+pub struct SamplesEvent {
+    /// `pretrain`, `sophon`, `protected` or `attack-<strategy>-<start>`.
+    pub phase: String,
+    /// `original` or `restricted`.
+    pub domain: String,
+    /// The phase's step (epoch or outer iteration).
+    pub step: usize,
+    pub t: usize,
+    pub psnr: f64,
+    pub image: image::RgbImage,
+    pub file: PathBuf,
 }
 
 impl Event {
@@ -306,19 +323,36 @@ impl Monitor for ChannelMonitor<'_> {
         (self.emit)(Event::Log(message.into()));
     }
 
-    fn save_model(&mut self, name: &str, model: &Classifier) -> Result<(), String> {
+    fn save_model(&mut self, name: &str, model: &dyn SaveModel) -> Result<(), String> {
         let path = self.folder.save_model(name, model)?;
         (self.emit)(Event::Log(format!("saved {}", path.display())));
         Ok(())
+    }
+
+    fn samples(&mut self, grid: SampleGrid<'_>) {
+        match self.folder.save_samples(&grid) {
+            Ok((image, file)) => (self.emit)(Event::Samples(Box::new(SamplesEvent {
+                phase: grid.phase.into(),
+                domain: grid.domain.into(),
+                step: grid.step,
+                t: grid.samples.t,
+                psnr: grid.samples.psnr,
+                image,
+                file,
+            }))),
+            Err(e) => {
+                self.write_error.get_or_insert(e);
+            }
+        }
     }
 
     fn save_checkpoint(&mut self, checkpoint: &Checkpoint<'_>) -> Result<(), String> {
         self.folder.save_checkpoint(checkpoint)
     }
 
-    fn resume_state(&mut self, skeleton: &Classifier) -> Result<Option<ResumeFrom>, String> {
+    fn resume_state(&mut self) -> Result<Option<ResumeFrom>, String> {
         if self.resume {
-            self.folder.load_resume(skeleton)
+            self.folder.load_resume()
         } else {
             Ok(None)
         }

@@ -1,33 +1,118 @@
 //! The attacker evaluation: fine-tune a starting model on the restricted domain with a strategy
-//! and record restricted-domain test accuracy after every epoch.
+//! and record the restricted-domain test measure (accuracy, or ε-MSE for a denoiser) after
+//! every epoch.
 
 use serde::{Deserialize, Serialize};
 
-use super::train::{accuracy, train_step};
+use super::task::{Metric, Protectable};
+use super::train::train_step;
 use super::{Devices, Interrupted, Monitor};
-use crate::config::{AttackStrategy, Layers, Start};
+use crate::config::{AttackStrategy, Start};
 use crate::data::Domain;
 use crate::data::batch::epoch_batches;
 use crate::data::rng::Rng;
-use crate::model::Classifier;
 
-/// The outcome of one strategy from one starting point.
+/// The outcome of one strategy from one starting point. In `summary.json` the measures are
+/// named after the task's metric: `restricted_acc`, `final_restricted_acc`, … for classifiers,
+/// `restricted_mse`, `final_restricted_mse`, … for denoisers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(into = "AttackRecord", try_from = "AttackRecord")]
 pub struct AttackResult {
     pub strategy: String,
     pub start: Start,
-    /// Restricted-domain test accuracy before any fine-tuning (after a head re-init, if any).
-    pub initial_restricted_acc: f64,
-    /// Restricted-domain test accuracy after each epoch.
-    pub restricted_acc: Vec<f64>,
-    pub final_restricted_acc: f64,
+    pub metric: Metric,
+    /// Before any fine-tuning (after a head re-init, if any).
+    pub initial: f64,
+    /// After each epoch.
+    pub per_epoch: Vec<f64>,
+    /// After the last epoch.
+    pub final_score: f64,
     /// Mean over the epochs: how fast the attacker learns, not only where it ends.
-    pub mean_restricted_acc: f64,
+    pub mean: f64,
 }
 
-/// The metric series of one attack: `attack/<strategy>/<start>/restricted_acc`, step = epoch.
-pub fn series(strategy: &str, start: Start) -> String {
-    format!("attack/{strategy}/{start}/restricted_acc")
+/// [`AttackResult`] as `summary.json` spells it.
+#[derive(Serialize, Deserialize)]
+struct AttackRecord {
+    strategy: String,
+    start: Start,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    initial_restricted_acc: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    restricted_acc: Option<Vec<f64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    final_restricted_acc: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    mean_restricted_acc: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    initial_restricted_mse: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    restricted_mse: Option<Vec<f64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    final_restricted_mse: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    mean_restricted_mse: Option<f64>,
+}
+
+impl From<AttackResult> for AttackRecord {
+    fn from(a: AttackResult) -> Self {
+        let acc = a.metric == Metric::Acc;
+        let pick = |v: f64, want: bool| want.then_some(v);
+        Self {
+            strategy: a.strategy,
+            start: a.start,
+            initial_restricted_acc: pick(a.initial, acc),
+            final_restricted_acc: pick(a.final_score, acc),
+            mean_restricted_acc: pick(a.mean, acc),
+            initial_restricted_mse: pick(a.initial, !acc),
+            final_restricted_mse: pick(a.final_score, !acc),
+            mean_restricted_mse: pick(a.mean, !acc),
+            restricted_acc: acc.then(|| a.per_epoch.clone()),
+            restricted_mse: (!acc).then_some(a.per_epoch),
+        }
+    }
+}
+
+impl TryFrom<AttackRecord> for AttackResult {
+    type Error = String;
+
+    fn try_from(r: AttackRecord) -> Result<Self, String> {
+        let missing = |f: &str| format!("attack entry {} from {}: no {f}", r.strategy, r.start);
+        let (metric, initial, per_epoch, final_score, mean) =
+            match (&r.restricted_acc, &r.restricted_mse) {
+                (Some(curve), _) => (
+                    Metric::Acc,
+                    r.initial_restricted_acc,
+                    curve.clone(),
+                    r.final_restricted_acc,
+                    r.mean_restricted_acc,
+                ),
+                (None, Some(curve)) => (
+                    Metric::Mse,
+                    r.initial_restricted_mse,
+                    curve.clone(),
+                    r.final_restricted_mse,
+                    r.mean_restricted_mse,
+                ),
+                (None, None) => return Err(missing("restricted_acc or restricted_mse")),
+            };
+        let m = metric.name();
+        Ok(Self {
+            initial: initial.ok_or_else(|| missing(&format!("initial_restricted_{m}")))?,
+            final_score: final_score.ok_or_else(|| missing(&format!("final_restricted_{m}")))?,
+            mean: mean.ok_or_else(|| missing(&format!("mean_restricted_{m}")))?,
+            strategy: r.strategy,
+            start: r.start,
+            metric,
+            per_epoch,
+        })
+    }
+}
+
+/// The metric series of one attack: `attack/<strategy>/<start>/restricted_<metric>`, step =
+/// epoch.
+pub fn series(strategy: &str, start: Start, metric: Metric) -> String {
+    format!("attack/{strategy}/{start}/restricted_{}", metric.name())
 }
 
 /// How many optimisation steps [`fine_tune`] takes.
@@ -35,11 +120,13 @@ pub fn steps(strategy: &AttackStrategy, restricted: &Domain) -> usize {
     restricted.train.len().div_ceil(strategy.batch_size) * strategy.epochs
 }
 
-/// Fine-tune a copy of `start_model` (the model itself is untouched). The data order depends on
-/// the seed and the strategy only, so every starting point sees the same batches.
+/// Fine-tune a copy of `start_model` (the model itself is untouched). The data order (and a
+/// denoiser's noise) depends on the seed and the strategy only, so every starting point sees
+/// the same batches.
 #[allow(clippy::too_many_arguments)]
-pub fn fine_tune(
-    start_model: &Classifier,
+pub fn fine_tune<M: Protectable>(
+    start_model: &M,
+    ctx: &M::Context,
     start: Start,
     strategy: &AttackStrategy,
     restricted: &Domain,
@@ -48,16 +135,12 @@ pub fn fine_tune(
     devices: &Devices,
     monitor: &mut dyn Monitor,
     step: &mut usize,
-) -> Result<AttackResult, Interrupted> {
-    let mut model = start_model.detached_copy();
-    model = match strategy.layers {
-        Layers::All => model,
-        Layers::ReinitHead => model.reinit_head(&devices.train),
-        Layers::HeadOnly => model.train_head_only(),
-    };
+) -> Result<(M, AttackResult), Interrupted> {
+    let mut model = start_model.attacker_copy(strategy.layers, &devices.train);
     let mut optim = super::optim::build(&strategy.optimizer);
-    let series = series(&strategy.name, start);
-    let initial = accuracy(&model, &restricted.test, eval_batch, &devices.eval);
+    let series = series(&strategy.name, start, M::METRIC);
+    let score = |m: &M| m.score(ctx, &restricted.test, eval_batch, seed, &devices.eval);
+    let initial = score(&model);
     monitor.metric(&series, 0, initial);
     let mut per_epoch = Vec::with_capacity(strategy.epochs);
     let name_key = strategy
@@ -71,30 +154,36 @@ pub fn fine_tune(
                 model,
                 &mut optim,
                 strategy.optimizer.lr,
+                ctx,
                 &restricted.train,
                 &idx,
+                &mut rng,
                 &devices.train,
             );
             model = m;
             *step += 1;
             monitor.step(*step)?;
         }
-        let acc = accuracy(&model, &restricted.test, eval_batch, &devices.eval);
-        monitor.metric(&series, epoch + 1, acc);
-        per_epoch.push(acc);
+        let s = score(&model);
+        monitor.metric(&series, epoch + 1, s);
+        per_epoch.push(s);
     }
+    let final_score = per_epoch.last().copied().unwrap_or(initial);
     monitor.log(&format!(
-        "attack {} from {start}: restricted accuracy {:.3} → {:.3}",
+        "attack {} from {start}: restricted {} {:.4} → {:.4}",
         strategy.name,
+        M::METRIC.label(),
         initial,
-        per_epoch.last().copied().unwrap_or(initial)
+        final_score
     ));
-    Ok(AttackResult {
+    let result = AttackResult {
         strategy: strategy.name.clone(),
         start,
-        initial_restricted_acc: initial,
-        final_restricted_acc: per_epoch.last().copied().unwrap_or(initial),
-        mean_restricted_acc: per_epoch.iter().sum::<f64>() / per_epoch.len().max(1) as f64,
-        restricted_acc: per_epoch,
-    })
+        metric: M::METRIC,
+        initial,
+        final_score,
+        mean: per_epoch.iter().sum::<f64>() / per_epoch.len().max(1) as f64,
+        per_epoch,
+    };
+    Ok((model, result))
 }

@@ -54,9 +54,6 @@ impl Monitor for Silent {
     }
     fn metric(&mut self, _: &str, _: usize, _: f64) {}
     fn log(&mut self, _: &str) {}
-    fn save_model(&mut self, _: &str, _: &Classifier) -> Result<(), String> {
-        Ok(())
-    }
 }
 
 /// The state of bench-small, with one method per hot piece of an outer iteration (for
@@ -147,8 +144,10 @@ impl Pieces {
             model,
             &mut self.ntr,
             self.config.beta,
+            &(),
             &self.original,
             &idx,
+            &mut self.rng,
             &self.devices.train,
         );
         self.model = Some(model);
@@ -204,7 +203,17 @@ pub fn train_steps(devices: &Devices, warmup: usize, iters: usize) -> Vec<f64> {
     for i in 0..warmup + iters {
         let idx = sample_batch(data.len(), 64, &mut rng);
         let t = Instant::now();
-        model = train_step(model, &mut optim, 1e-3, &data, &idx, &devices.train).0;
+        model = train_step(
+            model,
+            &mut optim,
+            1e-3,
+            &(),
+            &data,
+            &idx,
+            &mut rng,
+            &devices.train,
+        )
+        .0;
         if i >= warmup {
             times.push(t.elapsed().as_secs_f64() * 1e3);
         }

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ConfigError, OptimizerConfig, OptimizerKind};
+use crate::config::{ConfigError, OptimizerConfig, OptimizerKind, Task};
 
 /// The suppression loss L_α minimised on the query part of each simulated fine-tuning step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,6 +23,19 @@ pub enum SuppressionLoss {
 }
 
 impl SuppressionLoss {
+    /// The losses of a task, the default first.
+    pub fn for_task(task: Task) -> &'static [SuppressionLoss] {
+        match task {
+            Task::Classification => &[
+                SuppressionLoss::Ice,
+                SuppressionLoss::IceReference,
+                SuppressionLoss::Klu,
+                SuppressionLoss::CeAscent,
+            ],
+            Task::Denoising => &[SuppressionLoss::Dos, SuppressionLoss::MseAscent],
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             SuppressionLoss::Ice => "ice",
@@ -85,11 +98,54 @@ pub struct ProbeConfig {
 }
 
 /// The intactness guard: after an outer iteration whose original-domain accuracy fell below
-/// `min_original_acc`, roll back to the start of that iteration and stop.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `min_original_acc` (classification) or whose original-domain ε-MSE rose above
+/// `max_original_mse` (denoising), roll back to the start of that iteration and stop.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GuardConfig {
-    pub min_original_acc: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_original_acc: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_original_mse: Option<f64>,
+}
+
+impl GuardConfig {
+    /// True when `score` (the task's original-domain measure) breaks the guard.
+    pub fn broken_by(&self, score: f64) -> bool {
+        self.min_original_acc.is_some_and(|min| score < min)
+            || self.max_original_mse.is_some_and(|max| score > max)
+    }
+
+    /// The threshold, in the task's measure.
+    pub fn threshold(&self) -> f64 {
+        self.min_original_acc
+            .or(self.max_original_mse)
+            .unwrap_or(f64::NAN)
+    }
+
+    /// Exactly the task's threshold is set, in range.
+    pub fn validate(&self, task: Task) -> Result<(), ConfigError> {
+        match (task, self.min_original_acc, self.max_original_mse) {
+            (Task::Classification, Some(min), None) if (0.0..=1.0).contains(&min) => Ok(()),
+            (Task::Classification, Some(_), None) => Err(invalid(
+                "sophon.guard.min_original_acc".into(),
+                "must be a fraction in [0, 1]",
+            )),
+            (Task::Denoising, None, Some(max)) if max > 0.0 && max.is_finite() => Ok(()),
+            (Task::Denoising, None, Some(_)) => Err(invalid(
+                "sophon.guard.max_original_mse".into(),
+                "must be a positive number",
+            )),
+            (Task::Classification, ..) => Err(invalid(
+                "sophon.guard".into(),
+                "a classifier's guard is min_original_acc (and only that)",
+            )),
+            (Task::Denoising, ..) => Err(invalid(
+                "sophon.guard".into(),
+                "a denoiser's guard is max_original_mse (and only that)",
+            )),
+        }
+    }
 }
 
 /// SOPHON's loops and knobs.
@@ -142,15 +198,6 @@ impl SophonConfig {
         let f = |name: &str| format!("sophon.{name}");
         if self.outer_iterations == 0 {
             return Err(invalid(f("outer_iterations"), "must be at least 1"));
-        }
-        if matches!(self.loss, SuppressionLoss::Dos | SuppressionLoss::MseAscent) {
-            return Err(invalid(
-                f("loss"),
-                format!(
-                    "{} is a loss for denoising models; classifiers use ice, ice-reference, klu or ce-ascent",
-                    self.loss.name()
-                ),
-            ));
         }
         if self.fts_loops + self.ntr_loops == 0 {
             return Err(invalid(
@@ -215,14 +262,6 @@ impl SophonConfig {
             return Err(invalid(
                 f("probe.steps"),
                 "probe steps and batch_size must be at least 1",
-            ));
-        }
-        if let Some(g) = &self.guard
-            && !(0.0..=1.0).contains(&g.min_original_acc)
-        {
-            return Err(invalid(
-                f("guard.min_original_acc"),
-                "must be a fraction in [0, 1]",
             ));
         }
         Ok(())

@@ -1,13 +1,10 @@
-//! The denoising task's training and measurements: ε-MSE training of a [`Unet`] (pre-training
-//! and attacker fine-tuning use the same loop), a deterministic test ε-MSE, and sample grids
-//! (clean | noised to step t | denoised by the reverse chain).
+//! The denoising task's measurements and noising: batches noised for the ε-MSE loss, a
+//! deterministic test ε-MSE, and sample grids (clean | noised to step t | denoised by the
+//! reverse chain). Training itself is the tasks' common loop (`train.rs`).
 
 use burn::module::Module;
-use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor, TensorData};
 
-use super::{Devices, Interrupted, Monitor};
-use crate::config::OptimizerConfig;
 use crate::data::ImageSet;
 use crate::data::batch::{self, epoch_batches};
 use crate::data::rng::Rng;
@@ -37,40 +34,6 @@ pub(crate) fn noised(
     let t = schedule.sample_t(idx.len(), fixed_t, rng);
     let eps = noise_like(idx.len(), set, rng, device);
     (schedule.noise(x0, &t, eps.clone()), t, eps)
-}
-
-/// Train `unet` for `epochs` on `set` with the ε-MSE loss; `t` uniform over 1..=T unless
-/// `fixed_t`. Reports `<series>/loss` per step and returns the trained model.
-#[allow(clippy::too_many_arguments)]
-pub fn train(
-    mut unet: Unet,
-    set: &ImageSet,
-    schedule: &Schedule,
-    optimizer: &OptimizerConfig,
-    epochs: usize,
-    batch_size: usize,
-    fixed_t: Option<usize>,
-    seed: u64,
-    devices: &Devices,
-    monitor: &mut dyn Monitor,
-    series: &str,
-) -> Result<Unet, Interrupted> {
-    let mut optim = super::optim::build(optimizer);
-    let mut step = 0;
-    for epoch in 0..epochs {
-        let mut rng = Rng::from_keys(&[seed, 0x44_4E, epoch as u64]);
-        for idx in epoch_batches(set.len(), batch_size, Some(&mut rng)) {
-            let (xt, t, eps) = noised(set, &idx, schedule, fixed_t, &mut rng, &devices.train);
-            let loss = eps_mse(unet.forward(xt, &t), eps);
-            let value = loss.clone().into_scalar::<f32>() as f64;
-            let grads = GradientsParams::from_grads(loss.backward(), &unet);
-            unet = optim.step(optimizer.lr, unet, grads);
-            step += 1;
-            monitor.metric(&format!("{series}/loss"), step, value);
-            monitor.step(step)?;
-        }
-    }
-    Ok(unet)
 }
 
 /// Test ε-MSE of `unet` on `set`: the same time steps and noise for every model (keyed by

@@ -1,18 +1,20 @@
 //! One whole experiment: load the domains, pre-train (or load) the original model, protect it
 //! with SOPHON when configured, then run the attacker evaluation from every starting point.
+//! Written once over [`Protectable`]; the preset's `task` picks the classifier or the denoiser.
 
 use std::time::Instant;
 
-use burn::module::Module;
 use serde::{Deserialize, Serialize};
 
 use super::attack::{self, AttackResult};
 use super::protect::{self, SophonSummary};
-use super::train::{accuracy, pretrain};
-use super::{Devices, Interrupted, Monitor};
-use crate::config::{ExperimentConfig, Start};
+use super::task::{Protectable, Scores, show_samples};
+use super::train::pretrain;
+use super::{Devices, Interrupted, Monitor, load_model};
+use crate::config::{ExperimentConfig, Start, Task};
 use crate::data::{self, DataError, Domain};
-use crate::model::{Classifier, ClassifierConfig};
+use crate::model::Classifier;
+use crate::model::unet::Unet;
 
 /// Why an experiment did not finish.
 #[derive(Debug, thiserror::Error)]
@@ -26,12 +28,12 @@ pub enum EngineError {
 }
 
 /// Pre-training results.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PretrainSummary {
-    /// Original-domain test accuracy of the pre-trained model.
-    pub original_acc: f64,
-    /// Restricted-domain test accuracy of the pre-trained model, before any fine-tuning.
-    pub restricted_acc: f64,
+    /// The pre-trained model's original-domain measure and its restricted-domain measure
+    /// before any fine-tuning (and a denoiser's sample PSNR).
+    #[serde(flatten)]
+    pub scores: Scores,
     pub seconds: f64,
 }
 
@@ -58,25 +60,15 @@ pub fn load_domains(config: &ExperimentConfig) -> Result<(Domain, Domain), DataE
     Ok((original, restricted))
 }
 
-pub fn model_config(config: &ExperimentConfig, classes: usize) -> ClassifierConfig {
-    ClassifierConfig::new(
-        config.model.kind,
-        config.input.channels,
-        config.input.size,
-        classes,
-    )
-    .with_hidden(config.model.hidden.clone())
-}
-
 /// A freshly initialised model, deterministic in `seed`.
-pub fn fresh_model(
+pub fn fresh_model<M: Protectable>(
     config: &ExperimentConfig,
     classes: usize,
     seed: u64,
     devices: &Devices,
-) -> Classifier {
+) -> M {
     devices.train.seed(seed);
-    model_config(config, classes).init(&devices.train)
+    M::build(config, classes, &devices.train)
 }
 
 /// Run the experiment, updating `summary` as results come in.
@@ -104,17 +96,81 @@ pub fn run(
         restricted.train.len(),
         restricted.test.len()
     ));
+    match config.task {
+        Task::Classification => {
+            run_task::<Classifier>(config, &original, &restricted, devices, monitor, summary)?
+        }
+        Task::Denoising => {
+            run_task::<Unet>(config, &original, &restricted, devices, monitor, summary)?
+        }
+    }
+    summary.seconds = started.elapsed().as_secs_f64();
+    summary.status = "finished".into();
+    Ok(())
+}
+
+/// The test measures of `model` on both domains, and a denoiser's sample grids under `phase`.
+#[allow(clippy::too_many_arguments)]
+fn scores<M: Protectable>(
+    model: &M,
+    ctx: &M::Context,
+    phase: &str,
+    step: usize,
+    config: &ExperimentConfig,
+    (original, restricted): (&Domain, &Domain),
+    devices: &Devices,
+    monitor: &mut dyn Monitor,
+) -> Scores {
+    let (batch, seed, device) = (config.evaluation.batch_size, config.seed, &devices.eval);
+    let mut s = Scores::new(
+        M::METRIC,
+        model.score(ctx, &original.test, batch, seed, device),
+        model.score(ctx, &restricted.test, batch, seed, device),
+    );
+    if let Some((o, r)) = show_samples(
+        model,
+        ctx,
+        phase,
+        phase,
+        step,
+        &original.test,
+        &restricted.test,
+        seed,
+        device,
+        monitor,
+    ) {
+        s.original_psnr = Some(o);
+        s.restricted_psnr = Some(r);
+    }
+    s
+}
+
+/// Pre-train, protect and attack a model of type `M`.
+fn run_task<M: Protectable>(
+    config: &ExperimentConfig,
+    original: &Domain,
+    restricted: &Domain,
+    devices: &Devices,
+    monitor: &mut dyn Monitor,
+    summary: &mut Summary,
+) -> Result<(), EngineError> {
     let eval_batch = config.evaluation.batch_size;
+    let classes = summary.classes;
+    let ctx = M::context(config);
+    let label = M::METRIC.label();
 
     // Pre-training on the original domain (or a checkpoint, or the run being resumed).
-    let skeleton = fresh_model(config, classes, config.seed, devices);
-    let resume = monitor
-        .resume_state(&skeleton)
-        .map_err(EngineError::Model)?;
+    let skeleton: M = fresh_model(config, classes, config.seed, devices);
+    let resume = monitor.resume_state().map_err(EngineError::Model)?;
     let (model, sophon_resume) = match resume {
         Some(r) => {
             monitor.log("resuming from the run's checkpoints");
-            (r.pretrained, r.sophon)
+            let pretrained = load_model(&skeleton, &r.pretrained).map_err(EngineError::Model)?;
+            let sophon = match r.sophon {
+                Some(s) => Some(s.load(&skeleton).map_err(EngineError::Model)?),
+                None => None,
+            };
+            (pretrained, sophon)
         }
         None => {
             let t = Instant::now();
@@ -124,7 +180,8 @@ pub fn run(
                 })?,
                 None => pretrain(
                     skeleton,
-                    &original,
+                    &ctx,
+                    original,
                     &config.pretrain,
                     eval_batch,
                     config.seed,
@@ -135,16 +192,25 @@ pub fn run(
             monitor
                 .save_model("pretrained", &model)
                 .map_err(EngineError::Model)?;
-            let pre = PretrainSummary {
-                original_acc: accuracy(&model, &original.test, eval_batch, &devices.eval),
-                restricted_acc: accuracy(&model, &restricted.test, eval_batch, &devices.eval),
-                seconds: t.elapsed().as_secs_f64(),
-            };
+            let steps = config.pretrain.epochs;
+            let scores = scores(
+                &model,
+                &ctx,
+                "pretrain",
+                steps,
+                config,
+                (original, restricted),
+                devices,
+                monitor,
+            );
             monitor.log(&format!(
-                "pre-trained: original accuracy {:.3}, restricted accuracy (no fine-tuning) {:.3}",
-                pre.original_acc, pre.restricted_acc
+                "pre-trained: original {label} {:.4}, restricted {label} (no fine-tuning) {:.4}",
+                scores.original, scores.restricted
             ));
-            summary.pretrain = Some(pre);
+            summary.pretrain = Some(PretrainSummary {
+                scores,
+                seconds: t.elapsed().as_secs_f64(),
+            });
             (model, None)
         }
     };
@@ -154,8 +220,9 @@ pub fn run(
         Some(sophon) => {
             let (protected, s) = protect::protect(
                 model.clone(),
-                &original,
-                &restricted,
+                &ctx,
+                original,
+                restricted,
                 sophon,
                 eval_batch,
                 config.seed,
@@ -167,8 +234,10 @@ pub fn run(
                 .save_model("protected", &protected)
                 .map_err(EngineError::Model)?;
             monitor.log(&format!(
-                "protected: original accuracy {:.3}, restricted accuracy (no fine-tuning) {:.3}, probe {:.3}",
-                s.original_acc, s.restricted_acc, s.probe_restricted_acc
+                "protected: original {label} {:.4}, restricted {label} (no fine-tuning) {:.4}, probe {:.4}",
+                s.scores.original,
+                s.scores.restricted,
+                s.scores.probe.unwrap_or(f64::NAN)
             ));
             summary.sophon = Some(s);
             Some(protected)
@@ -182,10 +251,10 @@ pub fn run(
         .evaluation
         .strategies
         .iter()
-        .map(|s| attack::steps(s, &restricted) * starts.len())
+        .map(|s| attack::steps(s, restricted) * starts.len())
         .sum();
     monitor.phase("attack", total);
-    let scratch = fresh_model(config, classes, config.seed ^ 0x5C2A_7C11, devices);
+    let scratch: M = fresh_model(config, classes, config.seed ^ 0x5C2A_7C11, devices);
     let mut step = 0;
     for strategy in &config.evaluation.strategies {
         for &start in &starts {
@@ -194,21 +263,32 @@ pub fn run(
                 (Start::Original | Start::Protected, _) => &model,
                 (Start::Scratch, _) => &scratch,
             };
-            let result = attack::fine_tune(
+            let (attacked, result) = attack::fine_tune(
                 from,
+                &ctx,
                 start,
                 strategy,
-                &restricted,
+                restricted,
                 eval_batch,
                 config.seed,
                 devices,
                 monitor,
                 &mut step,
             )?;
+            show_samples(
+                &attacked,
+                &ctx,
+                &format!("attack-{}-{start}", strategy.name),
+                &format!("attack/{}/{start}", strategy.name),
+                strategy.epochs,
+                &original.test,
+                &restricted.test,
+                config.seed,
+                &devices.eval,
+                monitor,
+            );
             summary.attack.push(result);
         }
     }
-    summary.seconds = started.elapsed().as_secs_f64();
-    summary.status = "finished".into();
     Ok(())
 }

@@ -11,11 +11,14 @@ pub mod fts;
 pub mod losses;
 pub mod optim;
 pub mod protect;
+pub mod task;
 pub mod train;
+
+use std::path::PathBuf;
 
 use burn::tensor::Device;
 
-use crate::model::Classifier;
+use task::{SampleGrid, SaveModel};
 
 /// The user stopped the run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -43,11 +46,17 @@ pub trait Monitor {
     /// A line for the log.
     fn log(&mut self, message: &str);
     /// Persist a model (checkpoint) under a short name.
-    fn save_model(&mut self, name: &str, model: &Classifier) -> Result<(), String>;
-    /// A run being resumed: the pre-trained model and SOPHON's last checkpoint, loaded into
-    /// copies of `skeleton`. `None` for a new run.
-    fn resume_state(&mut self, skeleton: &Classifier) -> Result<Option<ResumeFrom>, String> {
-        let _ = skeleton;
+    fn save_model(&mut self, name: &str, model: &dyn SaveModel) -> Result<(), String> {
+        let _ = (name, model);
+        Ok(())
+    }
+    /// Sample images of one domain as a model reconstructs them (the denoising task).
+    fn samples(&mut self, grid: SampleGrid<'_>) {
+        let _ = grid;
+    }
+    /// A run being resumed: where its pre-trained model is and SOPHON's last checkpoint.
+    /// `None` for a new run.
+    fn resume_state(&mut self) -> Result<Option<ResumeFrom>, String> {
         Ok(None)
     }
     /// Persist a resumable SOPHON checkpoint.
@@ -57,10 +66,34 @@ pub trait Monitor {
     }
 }
 
-/// What a resumed run continues from.
+/// What a resumed run continues from: model files (the engine loads them into its own model
+/// type) and SOPHON's optimizers and progress.
 pub struct ResumeFrom {
-    pub pretrained: Classifier,
-    pub sophon: Option<protect::Resume>,
+    pub pretrained: PathBuf,
+    pub sophon: Option<protect::Resume<PathBuf>>,
+}
+
+/// Load a model file written by `save_file` into a copy of `skeleton`; the error names the file.
+pub fn load_model<M: burn::module::Module>(
+    skeleton: &M,
+    path: &std::path::Path,
+) -> Result<M, String> {
+    skeleton
+        .clone()
+        .try_load_file(path)
+        .map_err(|e| format!("{}: cannot load: {e}", path.display()))
+}
+
+impl protect::Resume<PathBuf> {
+    /// Load the checkpoint's model into a copy of `skeleton`.
+    pub fn load<M: burn::module::Module>(self, skeleton: &M) -> Result<protect::Resume<M>, String> {
+        Ok(protect::Resume {
+            model: load_model(skeleton, &self.model)?,
+            fts_optim: self.fts_optim,
+            ntr_optim: self.ntr_optim,
+            progress: self.progress,
+        })
+    }
 }
 
 /// A setting changed while a run goes on.

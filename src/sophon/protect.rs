@@ -9,12 +9,12 @@ use serde::{Deserialize, Serialize};
 
 use super::config::{ProbeConfig, SophonConfig};
 use super::fts::{fts_step, sample_batch};
-use super::train::{accuracy, train_step};
+use super::task::{Protectable, SaveModel, Scores, show_samples};
+use super::train::train_step;
 use super::{Devices, Interrupted, LiveUpdate, Monitor};
-use crate::config::{OptimizerConfig, OptimizerKind};
+use crate::config::{Layers, OptimizerConfig, OptimizerKind};
 use crate::data::Domain;
 use crate::data::rng::Rng;
-use crate::model::Classifier;
 
 /// Where a SOPHON run stands: enough, with the model and both optimizers, to resume it exactly.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -26,9 +26,12 @@ pub struct Progress {
     pub fts_loops: usize,
     pub ntr_loops: usize,
     pub eval_every: usize,
-    /// Latest measurements (for the summary after a resume).
-    pub original_acc: f64,
-    pub probe_restricted_acc: f64,
+    /// Latest measurements (for the summary after a resume): the task's original-domain
+    /// measure and the probe's restricted-domain measure.
+    #[serde(alias = "original_acc")]
+    pub original_score: f64,
+    #[serde(alias = "probe_restricted_acc")]
+    pub probe_score: f64,
 }
 
 impl Progress {
@@ -40,23 +43,23 @@ impl Progress {
             fts_loops: config.fts_loops,
             ntr_loops: config.ntr_loops,
             eval_every: config.eval_every,
-            original_acc: f64::NAN,
-            probe_restricted_acc: f64::NAN,
+            original_score: f64::NAN,
+            probe_score: f64::NAN,
         }
     }
 }
 
 /// What a resumable checkpoint holds.
 pub struct Checkpoint<'a> {
-    pub model: &'a Classifier,
+    pub model: &'a dyn SaveModel,
     pub fts_optim: &'a ModuleOptimizer,
     pub ntr_optim: &'a ModuleOptimizer,
     pub progress: &'a Progress,
 }
 
 /// A checkpoint read back, to continue from.
-pub struct Resume {
-    pub model: Classifier,
+pub struct Resume<M> {
+    pub model: M,
     pub fts_optim: ModuleOptimizer,
     pub ntr_optim: ModuleOptimizer,
     pub progress: Progress,
@@ -65,12 +68,11 @@ pub struct Resume {
 /// SOPHON's part of `summary.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SophonSummary {
-    /// Original-domain test accuracy after SOPHON (intactness).
-    pub original_acc: f64,
-    /// Restricted-domain test accuracy of the protected model before any fine-tuning.
-    pub restricted_acc: f64,
-    /// The last non-fine-tunability probe: restricted accuracy after a short fine-tune.
-    pub probe_restricted_acc: f64,
+    /// After SOPHON: original-domain measure (intactness), restricted-domain measure before any
+    /// fine-tuning, the last non-fine-tunability probe (restricted, after a short fine-tune),
+    /// and a denoiser's sample PSNR.
+    #[serde(flatten)]
+    pub scores: Scores,
     /// Outer iterations completed.
     pub iterations: usize,
     /// The intactness guard rolled the last iteration back and stopped SOPHON.
@@ -86,9 +88,11 @@ pub fn optimizers() -> (ModuleOptimizer, ModuleOptimizer) {
     (super::optim::build(&adam), super::optim::build(&adam))
 }
 
-/// Restricted-domain test accuracy after a short fine-tune of a copy of `model`.
-pub fn probe(
-    model: &Classifier,
+/// The restricted-domain test measure after a short fine-tune of a copy of `model`.
+#[allow(clippy::too_many_arguments)]
+pub fn probe<M: Protectable>(
+    model: &M,
+    ctx: &M::Context,
     restricted: &Domain,
     config: &ProbeConfig,
     eval_batch: usize,
@@ -96,7 +100,7 @@ pub fn probe(
     iteration: usize,
     devices: &Devices,
 ) -> f64 {
-    let mut copy = model.detached_copy();
+    let mut copy = model.attacker_copy(Layers::All, &devices.train);
     let mut optim = super::optim::build(&config.optimizer);
     let mut rng = Rng::from_keys(&[seed, 0x50_52_4F_42, iteration as u64]);
     for _ in 0..config.steps {
@@ -105,17 +109,20 @@ pub fn probe(
             copy,
             &mut optim,
             config.optimizer.lr,
+            ctx,
             &restricted.train,
             &idx,
+            &mut rng,
             &devices.train,
         )
         .0;
     }
-    accuracy(&copy, &restricted.test, eval_batch, &devices.eval)
+    copy.score(ctx, &restricted.test, eval_batch, seed, &devices.eval)
 }
 
 /// What the periodic evaluation needs.
-struct EvalContext<'a> {
+struct EvalContext<'a, M: Protectable> {
+    ctx: &'a M::Context,
     original: &'a Domain,
     restricted: &'a Domain,
     config: &'a SophonConfig,
@@ -124,17 +131,26 @@ struct EvalContext<'a> {
     devices: &'a Devices,
 }
 
-impl EvalContext<'_> {
-    /// Measure intactness and the probe at outer iteration `it`, record both.
-    fn evaluate(&self, model: &Classifier, it: usize, p: &mut Progress, monitor: &mut dyn Monitor) {
-        p.original_acc = accuracy(
-            model,
+impl<M: Protectable> EvalContext<'_, M> {
+    /// The original-domain test measure.
+    fn intactness(&self, model: &M) -> f64 {
+        model.score(
+            self.ctx,
             &self.original.test,
             self.eval_batch,
+            self.seed,
             &self.devices.eval,
-        );
-        p.probe_restricted_acc = probe(
+        )
+    }
+
+    /// Measure intactness and the probe at outer iteration `it`, record both (and a
+    /// denoiser's sample grids).
+    fn evaluate(&self, model: &M, it: usize, p: &mut Progress, monitor: &mut dyn Monitor) {
+        let metric = M::METRIC.name();
+        p.original_score = self.intactness(model);
+        p.probe_score = probe(
             model,
+            self.ctx,
             self.restricted,
             &self.config.probe,
             self.eval_batch,
@@ -142,8 +158,24 @@ impl EvalContext<'_> {
             it,
             self.devices,
         );
-        monitor.metric("sophon/original_acc", it, p.original_acc);
-        monitor.metric("sophon/probe_restricted_acc", it, p.probe_restricted_acc);
+        monitor.metric(&format!("sophon/original_{metric}"), it, p.original_score);
+        monitor.metric(
+            &format!("sophon/probe_restricted_{metric}"),
+            it,
+            p.probe_score,
+        );
+        show_samples(
+            model,
+            self.ctx,
+            "sophon",
+            "sophon",
+            it,
+            &self.original.test,
+            &self.restricted.test,
+            self.seed,
+            &self.devices.eval,
+            monitor,
+        );
     }
 }
 
@@ -170,8 +202,9 @@ fn apply(update: LiveUpdate, p: &mut Progress) {
 
 /// Run SOPHON on `model` (pre-trained on the original domain), or continue from `resume`.
 #[allow(clippy::too_many_arguments)]
-pub fn protect(
-    model: Classifier,
+pub fn protect<M: Protectable>(
+    model: M,
+    ctx: &M::Context,
     original: &Domain,
     restricted: &Domain,
     config: &SophonConfig,
@@ -179,8 +212,8 @@ pub fn protect(
     seed: u64,
     devices: &Devices,
     monitor: &mut dyn Monitor,
-    resume: Option<Resume>,
-) -> Result<(Classifier, SophonSummary), Interrupted> {
+    resume: Option<Resume<M>>,
+) -> Result<(M, SophonSummary), Interrupted> {
     let started = Instant::now();
     let (mut model, mut fts_optim, mut ntr_optim, mut p) = match resume {
         Some(r) => (r.model, r.fts_optim, r.ntr_optim, r.progress),
@@ -190,7 +223,8 @@ pub fn protect(
         }
     };
     monitor.phase("sophon", config.outer_iterations);
-    let eval = EvalContext {
+    let eval = EvalContext::<M> {
+        ctx,
         original,
         restricted,
         config,
@@ -216,7 +250,10 @@ pub fn protect(
                 p.alpha, p.beta, p.fts_loops, p.ntr_loops, p.eval_every
             ));
         }
-        let rollback = config.guard.as_ref().map(|_| model.detached_copy());
+        let rollback = config
+            .guard
+            .as_ref()
+            .map(|_| model.attacker_copy(Layers::All, &devices.train));
         let mut rng = Rng::from_keys(&[seed, 0x46_54_53, it as u64]);
 
         let mut fts_loss = 0.0;
@@ -226,7 +263,7 @@ pub fn protect(
                 &mut fts_optim,
                 p.alpha,
                 config,
-                &(),
+                ctx,
                 &restricted.train,
                 &mut rng,
                 devices,
@@ -246,8 +283,10 @@ pub fn protect(
                 model,
                 &mut ntr_optim,
                 p.beta,
+                ctx,
                 &original.train,
                 &idx,
+                &mut rng,
                 &devices.train,
             );
             model = m;
@@ -261,14 +300,14 @@ pub fn protect(
         if it % p.eval_every == 0 || it == config.outer_iterations {
             eval.evaluate(&model, it, &mut p, monitor);
             if let (Some(guard), Some(start)) = (&config.guard, rollback)
-                && p.original_acc < guard.min_original_acc
+                && guard.broken_by(p.original_score)
             {
                 monitor.log(&format!(
-                        "intactness guard: original accuracy {:.3} < {:.3} at iteration {it}; rolled back to its start and stopped",
-                        p.original_acc, guard.min_original_acc
+                        "intactness guard: original {} {:.4} past {:.4} at iteration {it}; rolled back to its start and stopped",
+                        M::METRIC.label(), p.original_score, guard.threshold()
                     ));
                 model = start;
-                p.original_acc = accuracy(&model, &original.test, eval_batch, &devices.eval);
+                p.original_score = eval.intactness(&model);
                 guard_triggered = true;
                 break;
             }
@@ -286,10 +325,29 @@ pub fn protect(
     settings.fts_loops = p.fts_loops;
     settings.ntr_loops = p.ntr_loops;
     settings.eval_every = p.eval_every;
+    let mut scores = Scores::new(
+        M::METRIC,
+        p.original_score,
+        model.score(ctx, &restricted.test, eval_batch, seed, &devices.eval),
+    );
+    scores.probe = Some(p.probe_score);
+    if let Some((o, r)) = show_samples(
+        &model,
+        ctx,
+        "protected",
+        "protected",
+        p.iteration,
+        &original.test,
+        &restricted.test,
+        seed,
+        &devices.eval,
+        monitor,
+    ) {
+        scores.original_psnr = Some(o);
+        scores.restricted_psnr = Some(r);
+    }
     let summary = SophonSummary {
-        original_acc: p.original_acc,
-        restricted_acc: accuracy(&model, &restricted.test, eval_batch, &devices.eval),
-        probe_restricted_acc: p.probe_restricted_acc,
+        scores,
         iterations: p.iteration,
         guard_triggered,
         settings,
@@ -300,7 +358,7 @@ pub fn protect(
 
 fn save(
     monitor: &mut dyn Monitor,
-    model: &Classifier,
+    model: &dyn SaveModel,
     fts_optim: &ModuleOptimizer,
     ntr_optim: &ModuleOptimizer,
     progress: &Progress,

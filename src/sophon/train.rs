@@ -1,10 +1,12 @@
-//! Ordinary supervised training and evaluation of classifiers.
+//! Ordinary training (pre-training, NTR and attacker steps, for any task) and the accuracy of
+//! classifiers.
 
 use burn::module::Module;
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor};
 
+use super::task::Protectable;
 use super::{Devices, Interrupted, Monitor};
 use crate::config::PretrainConfig;
 use crate::data::batch::{self, epoch_batches};
@@ -31,38 +33,43 @@ pub fn accuracy(model: &Classifier, set: &ImageSet, batch_size: usize, device: &
     correct as f64 / set.len().max(1) as f64
 }
 
-/// One gradient step on a batch; returns the updated model and the batch loss.
-pub fn train_step(
-    model: Classifier,
+/// One gradient step of the task's loss on `idx` of `set`; returns the updated model and the
+/// batch loss.
+#[allow(clippy::too_many_arguments)]
+pub fn train_step<M: Protectable>(
+    model: M,
     optim: &mut ModuleOptimizer,
     lr: f64,
+    ctx: &M::Context,
     set: &ImageSet,
     idx: &[usize],
+    rng: &mut Rng,
     device: &Device,
-) -> (Classifier, f64) {
-    let x = batch::images(set, idx, device);
-    let y = batch::labels(set, idx, device);
-    let loss = cross_entropy(model.forward(x), y);
+) -> (M, f64) {
+    let loss = model.task_loss(ctx, set, idx, rng, device);
     let value = loss.clone().into_scalar::<f32>() as f64;
     let grads = GradientsParams::from_grads(loss.backward(), &model);
     (optim.step(lr, model, grads), value)
 }
 
 /// Train `model` on the original domain for `config.epochs` epochs, reporting the loss every step
-/// (`pretrain/loss`) and original-domain test accuracy after every epoch
-/// (`pretrain/original_acc`).
-pub fn pretrain(
-    mut model: Classifier,
+/// (`pretrain/loss`) and the original-domain test measure after every epoch
+/// (`pretrain/original_acc` or `pretrain/original_mse`).
+#[allow(clippy::too_many_arguments)]
+pub fn pretrain<M: Protectable>(
+    mut model: M,
+    ctx: &M::Context,
     original: &Domain,
     config: &PretrainConfig,
     eval_batch: usize,
     seed: u64,
     devices: &Devices,
     monitor: &mut dyn Monitor,
-) -> Result<Classifier, Interrupted> {
+) -> Result<M, Interrupted> {
     let mut optim = super::optim::build(&config.optimizer);
     let per_epoch = original.train.len().div_ceil(config.batch_size);
     monitor.phase("pretrain", per_epoch * config.epochs);
+    let metric = M::METRIC.name();
     let mut step = 0;
     for epoch in 0..config.epochs {
         let mut rng = Rng::from_keys(&[seed, 0x50_52_45, epoch as u64]);
@@ -71,8 +78,10 @@ pub fn pretrain(
                 model,
                 &mut optim,
                 config.optimizer.lr,
+                ctx,
                 &original.train,
                 &idx,
+                &mut rng,
                 &devices.train,
             );
             model = m;
@@ -80,12 +89,13 @@ pub fn pretrain(
             monitor.metric("pretrain/loss", step, loss);
             monitor.step(step)?;
         }
-        let acc = accuracy(&model, &original.test, eval_batch, &devices.eval);
-        monitor.metric("pretrain/original_acc", epoch + 1, acc);
+        let score = model.score(ctx, &original.test, eval_batch, seed, &devices.eval);
+        monitor.metric(&format!("pretrain/original_{metric}"), epoch + 1, score);
         monitor.log(&format!(
-            "pre-training epoch {}: original test accuracy {:.3}",
+            "pre-training epoch {}: original test {} {:.4}",
             epoch + 1,
-            acc
+            M::METRIC.label(),
+            score
         ));
     }
     Ok(model)

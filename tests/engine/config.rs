@@ -1,7 +1,7 @@
 //! Experiment config: presets, overrides and validation messages that name the field.
 
 use sophon_workbench::config::{ExperimentConfig, ModelKind};
-use sophon_workbench::{DEFAULT_PRESET, QUICK_PRESET};
+use sophon_workbench::{DEFAULT_PRESET, DENOISE_PRESET, DENOISE_QUICK_PRESET, QUICK_PRESET};
 
 fn quick(overrides: &[&str]) -> Result<ExperimentConfig, String> {
     let o: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
@@ -19,7 +19,13 @@ fn every_preset_in_presets_is_valid() {
         }
     }
     assert!(n >= 2);
-    ExperimentConfig::from_toml(DEFAULT_PRESET, "default", &[]).unwrap();
+    for (text, name) in [
+        (DEFAULT_PRESET, "default"),
+        (DENOISE_PRESET, "denoise"),
+        (DENOISE_QUICK_PRESET, "dq"),
+    ] {
+        ExperimentConfig::from_toml(text, name, &[]).unwrap();
+    }
 }
 
 #[test]
@@ -162,4 +168,64 @@ fn relative_paths_resolve_against_the_preset_folder() {
             .join("imgs/train")
     );
     assert_eq!(test, &std::path::PathBuf::from("/abs/test"));
+}
+
+#[test]
+fn the_task_decides_which_models_losses_and_guards_fit() {
+    let denoise = |overrides: &[&str]| -> Result<ExperimentConfig, String> {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/presets/denoise-quick.toml");
+        let o: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+        ExperimentConfig::load(std::path::Path::new(path), &o).map_err(|e| e.to_string())
+    };
+    let c = denoise(&[]).unwrap();
+    assert_eq!(c.model.kind, ModelKind::Unet);
+    assert_eq!(c.diffusion.steps, 1000, "DDPM's T by default");
+    assert_eq!(c.diffusion.fixed_t, None, "t uniform by default");
+
+    let cases: [(&[&str], &str); 7] = [
+        (
+            &["model.kind=\"cnn-small\""],
+            "model.kind: cnn-small is not a model for denoising; use unet",
+        ),
+        (
+            &["sophon.loss=\"ice\""],
+            "sophon.loss: ice is not a loss for denoising; use dos, mse-ascent",
+        ),
+        (
+            &["input.size=18"],
+            "input.size: the UNet halves the image twice: use a multiple of 4 (got 18)",
+        ),
+        (
+            &["diffusion.fixed_t=0"],
+            "diffusion.fixed_t: must be at least 1 (got 0)",
+        ),
+        (
+            &["diffusion.sample_t=2000"],
+            "diffusion.sample_t: must be at most 1000 (got 2000)",
+        ),
+        (
+            &["sophon.guard.min_original_acc=0.5"],
+            "sophon.guard: a denoiser's guard is max_original_mse",
+        ),
+        (
+            &["diffusion.beta_end=1.5"],
+            "diffusion.beta_start: needs 0 < beta_start ≤ beta_end < 1",
+        ),
+    ];
+    for (overrides, message) in cases {
+        let e = denoise(overrides).unwrap_err();
+        assert!(e.contains(message), "{overrides:?}: {e}");
+    }
+    denoise(&["sophon.guard.max_original_mse=0.3", "diffusion.fixed_t=1"]).unwrap();
+
+    let e = quick(&["sophon.loss=\"dos\""]).unwrap_err();
+    assert!(
+        e.contains("sophon.loss: dos is not a loss for classification; use ice, ice-reference, klu, ce-ascent"),
+        "{e}"
+    );
+    let e = quick(&["model.kind=\"unet\""]).unwrap_err();
+    assert!(
+        e.contains("model.kind: unet is not a model for classification"),
+        "{e}"
+    );
 }

@@ -1,15 +1,40 @@
 //! The denoising task's pieces: ε-MSE training of the UNet, the test ε-MSE, and sample grids
 //! written as PNG and read back.
 
-use sophon_workbench::config::{DataSource, InputConfig, OptimizerConfig, OptimizerKind};
-use sophon_workbench::data::load_domain;
+use sophon_workbench::config::{
+    DataSource, DiffusionConfig, InputConfig, OptimizerConfig, OptimizerKind, PretrainConfig,
+};
 use sophon_workbench::data::preview::sample_grid;
+use sophon_workbench::data::{Domain, load_domain};
 use sophon_workbench::diffusion::Schedule;
+use sophon_workbench::model::unet::Unet;
 use sophon_workbench::model::unet::UnetConfig;
 use sophon_workbench::sophon::Devices;
-use sophon_workbench::sophon::denoise::{psnr, samples, test_mse, train};
+use sophon_workbench::sophon::denoise::{psnr, samples, test_mse};
+use sophon_workbench::sophon::task::DenoiseContext;
+use sophon_workbench::sophon::train::pretrain;
 
 use crate::training::Recorder;
+
+/// Train `unet` on `domain` for `epochs` (Adam or SGD at `lr`, batches of `batch`), t uniform.
+fn train(
+    unet: Unet,
+    domain: &Domain,
+    optimizer: OptimizerConfig,
+    epochs: usize,
+    batch: usize,
+    devices: &Devices,
+    recorder: &mut Recorder,
+) -> Unet {
+    let config = PretrainConfig {
+        epochs,
+        batch_size: batch,
+        optimizer,
+        load: None,
+    };
+    let ctx = DenoiseContext::new(&DiffusionConfig::default());
+    pretrain(unet, &ctx, domain, &config, 128, 1, devices, recorder).unwrap()
+}
 
 /// The bundled digits at 16×16 (the UNet wants sides divisible by 4) and flex devices.
 fn digits16() -> (sophon_workbench::data::Domain, Devices) {
@@ -40,18 +65,13 @@ fn a_denoiser_learns_the_digits_and_its_sample_grid_is_a_real_png() {
     let mut recorder = Recorder::default();
     let trained = train(
         untrained,
-        &digits.train,
-        &schedule,
-        &OptimizerConfig::new(OptimizerKind::Adam, 2e-3),
+        &digits,
+        OptimizerConfig::new(OptimizerKind::Adam, 2e-3),
         4,
         64,
-        None,
-        1,
         &devices,
         &mut recorder,
-        "pretrain",
-    )
-    .unwrap();
+    );
     let steps = recorder
         .metrics
         .iter()
@@ -126,20 +146,19 @@ fn dos_after_finetune(
     use burn::module::Module;
     let mut tune = set.clone();
     tune.truncate(64);
+    let tune = Domain {
+        train: tune,
+        test: set.clone(),
+    };
     let tuned = train(
         unet.clone(),
         &tune,
-        &Schedule::ddpm(),
-        &OptimizerConfig::new(OptimizerKind::Sgd, 1e-3),
+        OptimizerConfig::new(OptimizerKind::Sgd, 1e-3),
         1,
         32,
-        None,
-        5,
         devices,
         &mut Recorder::default(),
-        "tune",
-    )
-    .unwrap();
+    );
     let model = tuned.valid();
     let schedule = Schedule::ddpm();
     let mut rng = sophon_workbench::data::rng::Rng::new(11);
@@ -158,7 +177,7 @@ fn dos_after_finetune(
 
 #[test]
 fn a_denoiser_fts_step_leaves_the_real_model_alone_and_raises_denial_of_service() {
-    use sophon_workbench::sophon::fts::{DenoiseContext, fts_gradient, fts_step};
+    use sophon_workbench::sophon::fts::{fts_gradient, fts_step};
     use sophon_workbench::sophon::protect::optimizers;
     let (digits, devices) = digits16();
     devices.train.seed(6);
@@ -168,22 +187,14 @@ fn a_denoiser_fts_step_leaves_the_real_model_alone_and_raises_denial_of_service(
         .init(&devices.train);
     let unet = train(
         unet,
-        &digits.train,
-        &Schedule::ddpm(),
-        &OptimizerConfig::new(OptimizerKind::Adam, 2e-3),
+        &digits,
+        OptimizerConfig::new(OptimizerKind::Adam, 2e-3),
         1,
         64,
-        None,
-        1,
         &devices,
         &mut Recorder::default(),
-        "pretrain",
-    )
-    .unwrap();
-    let ctx = DenoiseContext {
-        schedule: Schedule::ddpm(),
-        fixed_t: None,
-    };
+    );
+    let ctx = DenoiseContext::new(&DiffusionConfig::default());
     let config = sophon_for_denoising(3);
 
     // The simulation moves a copy: the real model predicts exactly as before.
@@ -224,4 +235,100 @@ fn a_denoiser_fts_step_leaves_the_real_model_alone_and_raises_denial_of_service(
         dos_after < dos_before,
         "‖ε̂‖² after fine-tuning: {dos_before:.4} → {dos_after:.4}"
     );
+}
+
+/// The quick denoising preset end to end through the command line: the summary's denoising
+/// fields, the sample grids written as PNG (decoded back: size and content), and a resume of
+/// the finished run that reproduces its SOPHON measures.
+#[test]
+fn the_denoising_preset_runs_headless_and_writes_its_sample_grids() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("dq");
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_sophon-workbench"))
+        .args([
+            "run",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/presets/denoise-quick.toml"),
+            "--backend",
+            "flex",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let text = std::fs::read_to_string(out.join("summary.json")).unwrap();
+    let summary: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(summary["status"], "finished");
+    let pre = &summary["pretrain"];
+    let mse = pre["original_mse"].as_f64().unwrap();
+    assert!(
+        mse > 0.0 && mse < 1.0,
+        "a trained denoiser beats predicting 0: {mse}"
+    );
+    assert!(pre["original_psnr"].as_f64().unwrap() > 15.0);
+    assert!(
+        pre.get("original_acc").is_none(),
+        "no accuracy for a denoiser"
+    );
+    let sophon = &summary["sophon"];
+    assert_eq!(sophon["iterations"], 4);
+    for key in ["original_mse", "restricted_mse", "probe_restricted_mse"] {
+        assert!(sophon[key].is_f64(), "sophon.{key} in {text}");
+    }
+    let attacks = summary["attack"].as_array().unwrap();
+    assert_eq!(attacks.len(), 3);
+    for a in attacks {
+        assert_eq!(a["restricted_mse"].as_array().unwrap().len(), 1);
+        assert!(a["final_restricted_mse"].is_f64());
+    }
+    // The typed summary reads back what was written.
+    let typed = sophon_workbench::run::folder::read_summary(&out).unwrap();
+    assert_eq!(
+        typed.sophon.as_ref().unwrap().scores.metric,
+        sophon_workbench::sophon::task::Metric::Mse
+    );
+
+    // Grids: pre-trained, during SOPHON (iterations 0, 2, 4), protected, each attacked model.
+    let samples = out.join("samples");
+    for name in [
+        "pretrain-original-1",
+        "pretrain-restricted-1",
+        "sophon-original-0",
+        "sophon-restricted-4",
+        "protected-restricted-4",
+        "attack-reference-protected-restricted-1",
+        "attack-reference-scratch-original-1",
+    ] {
+        let path = samples.join(format!("{name}.png"));
+        let png = image::open(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .to_rgb8();
+        // 4 rows of 16×16 images, 4× enlarged, three columns (clean | noisy | denoised).
+        let (cell, gap, col_gap) = (16 * 4, 2, 6);
+        assert_eq!(
+            png.width(),
+            3 * (cell + col_gap) - col_gap + 2 * gap,
+            "{name}"
+        );
+        assert_eq!(png.height(), 4 * (cell + gap) + gap, "{name}");
+        let colours: std::collections::HashSet<[u8; 3]> = png.pixels().map(|p| p.0).collect();
+        assert!(colours.len() > 20, "{name} has content, not a flat fill");
+    }
+    let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    for series in [
+        "pretrain/original_mse",
+        "sophon/original_mse",
+        "sophon/probe_restricted_mse",
+        "sophon/restricted_psnr",
+        "attack/reference/protected/restricted_mse",
+    ] {
+        assert!(
+            metrics.contains(&format!("\"series\":\"{series}\"")),
+            "{series} in metrics.jsonl"
+        );
+    }
 }

@@ -86,8 +86,10 @@ fn ice_after_finetune(
             copy,
             &mut optim,
             env.optimizer.lr,
+            &(),
             &restricted.train,
             &idx,
+            &mut rng,
             &devices.train,
         )
         .0;
@@ -277,8 +279,8 @@ fn a_resumed_run_reproduces_the_uninterrupted_metrics() {
     assert_eq!(a, b);
     let (sa, sb) = (read_summary(&full).unwrap(), read_summary(&cut).unwrap());
     assert_eq!(
-        sa.sophon.as_ref().unwrap().original_acc,
-        sb.sophon.as_ref().unwrap().original_acc
+        sa.sophon.as_ref().unwrap().scores.original,
+        sb.sophon.as_ref().unwrap().scores.original
     );
     assert_eq!(sa.attack, sb.attack);
 }
@@ -300,7 +302,7 @@ fn the_intactness_guard_rolls_back_and_stops() {
     assert_eq!(s.iterations, 0, "the failing iteration was rolled back");
     let pre = summary.pretrain.unwrap();
     assert!(
-        (s.original_acc - pre.original_acc).abs() < 1e-9,
+        (s.scores.original - pre.scores.original).abs() < 1e-9,
         "back to the pre-trained model"
     );
 }

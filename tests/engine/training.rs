@@ -26,9 +26,6 @@ impl Monitor for Recorder {
         self.metrics.push((series.into(), step, value));
     }
     fn log(&mut self, _message: &str) {}
-    fn save_model(&mut self, _name: &str, _model: &Classifier) -> Result<(), String> {
-        Ok(())
-    }
 }
 
 /// A fresh model (seeded) pre-trained on the config's original domain, and that domain.
@@ -41,6 +38,7 @@ pub fn pretrained(
     let model = experiment::fresh_model(config, 10, seed, devices);
     let model = pretrain(
         model,
+        &(),
         &original,
         &config.pretrain,
         200,
@@ -80,6 +78,7 @@ fn a_short_pretraining_learns_the_original_domain() {
     let mut rec = Recorder::default();
     let model = pretrain(
         model,
+        &(),
         &original,
         &config.pretrain,
         200,
@@ -124,6 +123,7 @@ fn copies_for_fine_tuning_leave_batchnorm_statistics_alone() {
     let train_one_epoch = |m: Classifier| {
         pretrain(
             m,
+            &(),
             &original,
             &one_epoch,
             200,
@@ -156,15 +156,15 @@ fn the_experiment_shows_transfer_from_the_original_model() {
     assert_eq!(summary.status, "finished");
     assert_eq!(rec.phases, ["loading data", "pretrain", "attack"]);
     let pre = summary.pretrain.as_ref().unwrap();
-    assert!(pre.original_acc > 0.6, "{pre:?}");
+    assert!(pre.scores.original > 0.6, "{pre:?}");
     let find = |s: Start| summary.attack.iter().find(|a| a.start == s).unwrap();
     let (orig, scratch) = (find(Start::Original), find(Start::Scratch));
-    assert_eq!(orig.restricted_acc.len(), 2);
+    assert_eq!(orig.per_epoch.len(), 2);
     assert!(
-        orig.restricted_acc[0] > scratch.restricted_acc[0] + 0.1,
+        orig.per_epoch[0] > scratch.per_epoch[0] + 0.1,
         "original {:?} vs scratch {:?}",
-        orig.restricted_acc,
-        scratch.restricted_acc
+        orig.per_epoch,
+        scratch.per_epoch
     );
     // The pre-trained model itself is unchanged by the attacks.
     assert!(

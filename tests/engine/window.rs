@@ -386,3 +386,83 @@ fn a_preset_opened_by_path_replaces_the_experiment_and_a_bad_one_is_named() {
         "a bad preset changes nothing"
     );
 }
+
+/// The denoising task in the window: the task switch, the sample grids arriving beside the
+/// curves, the step slider moving the grids and the cursor on the SOPHON curves together.
+#[test]
+fn a_denoising_run_shows_sample_grids_with_a_step_slider() {
+    let runs = tempfile::tempdir().unwrap();
+    let mut app = quick_app(runs.path());
+    // Switching the task keeps the data and picks the task's model and loss.
+    let mut h = harness(app);
+    h.step();
+    h.get_by_label("denoising").click();
+    h.step();
+    {
+        let c = &h.state().config;
+        assert_eq!(c.task, sophon_workbench::config::Task::Denoising);
+        assert_eq!(c.model.kind, sophon_workbench::config::ModelKind::Unet);
+        assert_eq!(
+            c.sophon.as_ref().unwrap().loss,
+            sophon_workbench::sophon::config::SuppressionLoss::Dos
+        );
+        c.validate().expect("the switched experiment is valid");
+    }
+    h.get_by_label("classification").click();
+    h.step();
+    assert_eq!(
+        h.state().config.model.kind,
+        sophon_workbench::config::ModelKind::CnnSmall
+    );
+
+    // The quick denoising preset, started from the window.
+    app = quick_app(runs.path());
+    app.config =
+        ExperimentConfig::from_toml(sophon_workbench::DENOISE_QUICK_PRESET, "denoise-quick", &[])
+            .unwrap();
+    let mut h = harness(app);
+    h.step();
+    assert!(
+        h.query_by_label_contains("Sample grids appear here")
+            .is_some(),
+        "a denoising experiment shows where its grids will be"
+    );
+    h.get_by_label("Start").click();
+    frames_until(&mut h, "the end of the run", |a| {
+        a.run.ended.is_some() && a.samples.steps("sophon").len() == 3
+    });
+    assert_eq!(h.state().run.ended.as_deref(), Some("finished"));
+    h.step();
+    let store = &h.state().samples;
+    assert_eq!(store.steps("sophon"), vec![0, 2, 4]);
+    for phase in [
+        "pretrain",
+        "sophon",
+        "protected",
+        "attack-reference-scratch",
+    ] {
+        assert!(
+            store.phases.iter().any(|p| p == phase),
+            "{phase} in {:?}",
+            store.phases
+        );
+    }
+    assert!(
+        h.query_all_by_label_contains("ε-MSE").next().is_some(),
+        "the curves and the result speak of ε-MSE"
+    );
+
+    // Pick the SOPHON grids and move the slider to iteration 2: the grids and the cursor follow.
+    h.get_by_label("during SOPHON").click();
+    h.step();
+    assert!(h.query_by_label_contains("original, step 4").is_some());
+    h.state_mut().samples.step = Some(2);
+    h.step();
+    assert!(h.query_by_label_contains("original, step 2").is_some());
+    assert!(h.query_by_label_contains("restricted, step 2").is_some());
+    assert_eq!(h.state().samples.cursor(), Some(2.0));
+    assert!(
+        h.query_all_by_label("sample grids").next().is_some(),
+        "the cursor is drawn on the curves"
+    );
+}

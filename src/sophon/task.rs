@@ -1,0 +1,483 @@
+//! What SOPHON's loops, the pre-training and the attacker evaluation need from a model, for
+//! each task: a classifier (cross-entropy, accuracy, ICE / KLU / CE ascent) and the denoising
+//! UNet (ε-MSE, test ε-MSE and sample grids, DoS / MSE ascent). The loops are written once,
+//! over [`Protectable`].
+
+use std::path::Path;
+
+use burn::module::Module;
+use burn::tensor::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use super::Monitor;
+use super::config::{Environment, SimLayers, SuppressionLoss};
+use super::losses::{dos, mse_ascent, suppression};
+use super::train::{accuracy, cross_entropy};
+use crate::config::{DiffusionConfig, ExperimentConfig, Layers, ModelKind};
+use crate::data::rng::Rng;
+use crate::data::{ImageSet, batch};
+use crate::diffusion::schedule::{Schedule, eps_mse};
+use crate::model::unet::{Unet, UnetConfig};
+use crate::model::{Classifier, ClassifierConfig};
+
+/// A model that can be written to a burn recorder file (object-safe, for the [`Monitor`]).
+pub trait SaveModel {
+    fn save_to(&self, path: &Path) -> Result<(), String>;
+}
+
+impl<M: Module> SaveModel for M {
+    fn save_to(&self, path: &Path) -> Result<(), String> {
+        self.clone().save_file(path).map_err(|e| e.to_string())
+    }
+}
+
+/// A task's test measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Metric {
+    /// Test accuracy: higher is better.
+    Acc,
+    /// Test ε-MSE: lower is better.
+    Mse,
+}
+
+impl Metric {
+    /// The measure of a task.
+    pub fn of(task: crate::config::Task) -> Self {
+        match task {
+            crate::config::Task::Classification => Metric::Acc,
+            crate::config::Task::Denoising => Metric::Mse,
+        }
+    }
+
+    /// The suffix of its series and summary fields (`original_acc`, `restricted_mse`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::Acc => "acc",
+            Metric::Mse => "mse",
+        }
+    }
+
+    /// What a user reads on an axis.
+    pub fn label(self) -> &'static str {
+        match self {
+            Metric::Acc => "accuracy",
+            Metric::Mse => "ε-MSE",
+        }
+    }
+}
+
+/// Clean | noised | denoised images of one domain, and the PSNR of denoised vs clean.
+#[derive(Debug, Clone)]
+pub struct Samples {
+    pub clean: ImageSet,
+    pub noisy: ImageSet,
+    pub denoised: ImageSet,
+    /// The time step the images were noised to.
+    pub t: usize,
+    pub psnr: f64,
+}
+
+/// A model SOPHON can protect and the experiment can train, measure and attack.
+pub trait Protectable: Module + Clone + Sized {
+    /// What the losses need besides the batch (the noise schedule for a denoiser).
+    type Context;
+    /// The test measure.
+    const METRIC: Metric;
+
+    /// A freshly initialised model for `config` (deterministic in the device's seed).
+    fn build(config: &ExperimentConfig, classes: usize, device: &Device) -> Self;
+
+    /// The context of `config`.
+    fn context(config: &ExperimentConfig) -> Self::Context;
+
+    /// The copy a simulated attacker fine-tunes: the same parameter ids, its own normalisation
+    /// statistics, the environment's head and layer settings applied.
+    fn simulated_copy(&self, env: &Environment, device: &Device) -> Self {
+        let copy = self.attacker_copy(
+            if env.reinit_head {
+                Layers::ReinitHead
+            } else {
+                Layers::All
+            },
+            device,
+        );
+        match env.layers {
+            SimLayers::All => copy,
+            SimLayers::HeadOnly => copy.attacker_copy(Layers::HeadOnly, device),
+        }
+    }
+
+    /// A copy for an attacker: own normalisation statistics, `layers` applied (a fresh head,
+    /// or everything but the head frozen). The model itself is untouched.
+    fn attacker_copy(&self, layers: Layers, device: &Device) -> Self;
+
+    /// The (attacker's, pre-training's, NTR's) training loss on `idx` of `set`.
+    fn task_loss(
+        &self,
+        ctx: &Self::Context,
+        set: &ImageSet,
+        idx: &[usize],
+        rng: &mut Rng,
+        device: &Device,
+    ) -> Tensor<1>;
+
+    /// The suppression loss L_α on `idx` of `set` (minimised by FTS).
+    fn suppression_loss(
+        &self,
+        ctx: &Self::Context,
+        loss: SuppressionLoss,
+        set: &ImageSet,
+        idx: &[usize],
+        rng: &mut Rng,
+        device: &Device,
+    ) -> Tensor<1>;
+
+    /// The test measure on `set` ([`Self::METRIC`]), without gradients; deterministic in `seed`
+    /// so that models are compared on equal terms.
+    fn score(
+        &self,
+        ctx: &Self::Context,
+        set: &ImageSet,
+        batch_size: usize,
+        seed: u64,
+        device: &Device,
+    ) -> f64;
+
+    /// Sample images of `set` as the model reconstructs them, where the task has them.
+    fn samples(
+        &self,
+        ctx: &Self::Context,
+        set: &ImageSet,
+        seed: u64,
+        device: &Device,
+    ) -> Option<Samples> {
+        let _ = (ctx, set, seed, device);
+        None
+    }
+}
+
+impl Protectable for Classifier {
+    type Context = ();
+    const METRIC: Metric = Metric::Acc;
+
+    fn build(config: &ExperimentConfig, classes: usize, device: &Device) -> Self {
+        ClassifierConfig::new(
+            config.model.kind,
+            config.input.channels,
+            config.input.size,
+            classes,
+        )
+        .with_hidden(config.model.hidden.clone())
+        .init(device)
+    }
+
+    fn context(_: &ExperimentConfig) {}
+
+    fn attacker_copy(&self, layers: Layers, device: &Device) -> Self {
+        let copy = self.detached_copy();
+        match layers {
+            Layers::All => copy,
+            Layers::ReinitHead => copy.reinit_head(device),
+            Layers::HeadOnly => copy.train_head_only(),
+        }
+    }
+
+    fn task_loss(
+        &self,
+        _: &(),
+        set: &ImageSet,
+        idx: &[usize],
+        _: &mut Rng,
+        device: &Device,
+    ) -> Tensor<1> {
+        let x = batch::images(set, idx, device);
+        let y = batch::labels(set, idx, device);
+        cross_entropy(self.forward(x), y)
+    }
+
+    fn suppression_loss(
+        &self,
+        _: &(),
+        loss: SuppressionLoss,
+        set: &ImageSet,
+        idx: &[usize],
+        _: &mut Rng,
+        device: &Device,
+    ) -> Tensor<1> {
+        let x = batch::images(set, idx, device);
+        let y = batch::labels(set, idx, device);
+        suppression(loss, self.forward(x), y)
+    }
+
+    fn score(&self, _: &(), set: &ImageSet, batch_size: usize, _: u64, device: &Device) -> f64 {
+        accuracy(self, set, batch_size, device)
+    }
+}
+
+/// The noise schedule, the time-step rule and the sample-grid settings of a denoiser.
+#[derive(Debug, Clone)]
+pub struct DenoiseContext {
+    pub schedule: Schedule,
+    /// Always this t (the reference code's t = 1), else uniform over 1..=T.
+    pub fixed_t: Option<usize>,
+    /// Sample grids noise to this step.
+    pub sample_t: usize,
+    /// Images per sample grid.
+    pub samples: usize,
+}
+
+impl DenoiseContext {
+    pub fn new(config: &DiffusionConfig) -> Self {
+        Self {
+            schedule: Schedule::linear(config.steps, config.beta_start, config.beta_end),
+            fixed_t: config.fixed_t,
+            sample_t: config.sample_t,
+            samples: config.samples,
+        }
+    }
+
+    fn noised(
+        &self,
+        set: &ImageSet,
+        idx: &[usize],
+        rng: &mut Rng,
+        device: &Device,
+    ) -> (Tensor<4>, Vec<usize>, Tensor<4>) {
+        super::denoise::noised(set, idx, &self.schedule, self.fixed_t, rng, device)
+    }
+}
+
+impl Protectable for Unet {
+    type Context = DenoiseContext;
+    const METRIC: Metric = Metric::Mse;
+
+    fn build(config: &ExperimentConfig, _: usize, device: &Device) -> Self {
+        debug_assert_eq!(config.model.kind, ModelKind::Unet);
+        UnetConfig::new(config.input.channels)
+            .with_base(config.model.base)
+            .with_blocks_per_level(config.model.blocks_per_level)
+            .init(device)
+    }
+
+    fn context(config: &ExperimentConfig) -> DenoiseContext {
+        DenoiseContext::new(&config.diffusion)
+    }
+
+    /// No normalisation statistics to detach (GroupNorm keeps none); the "head" is the output
+    /// convolution.
+    fn attacker_copy(&self, layers: Layers, device: &Device) -> Self {
+        let copy = self.clone();
+        match layers {
+            Layers::All => copy,
+            Layers::ReinitHead => copy.reinit_out(device),
+            Layers::HeadOnly => copy.train_out_only(),
+        }
+    }
+
+    fn task_loss(
+        &self,
+        ctx: &DenoiseContext,
+        set: &ImageSet,
+        idx: &[usize],
+        rng: &mut Rng,
+        device: &Device,
+    ) -> Tensor<1> {
+        let (xt, t, eps) = ctx.noised(set, idx, rng, device);
+        eps_mse(self.forward(xt, &t), eps)
+    }
+
+    /// DoS or MSE ascent (validation keeps the classification losses away).
+    fn suppression_loss(
+        &self,
+        ctx: &DenoiseContext,
+        loss: SuppressionLoss,
+        set: &ImageSet,
+        idx: &[usize],
+        rng: &mut Rng,
+        device: &Device,
+    ) -> Tensor<1> {
+        let (xt, t, eps) = ctx.noised(set, idx, rng, device);
+        let eps_hat = self.forward(xt, &t);
+        match loss {
+            SuppressionLoss::MseAscent => mse_ascent(eps_hat, eps),
+            _ => dos(eps_hat),
+        }
+    }
+
+    fn score(
+        &self,
+        ctx: &DenoiseContext,
+        set: &ImageSet,
+        batch_size: usize,
+        seed: u64,
+        device: &Device,
+    ) -> f64 {
+        super::denoise::test_mse(self, set, &ctx.schedule, batch_size, seed, device)
+    }
+
+    fn samples(
+        &self,
+        ctx: &DenoiseContext,
+        set: &ImageSet,
+        seed: u64,
+        device: &Device,
+    ) -> Option<Samples> {
+        let ([clean, noisy, denoised], psnr) = super::denoise::samples(
+            self,
+            set,
+            ctx.samples,
+            &ctx.schedule,
+            ctx.sample_t,
+            seed,
+            device,
+        );
+        Some(Samples {
+            clean,
+            noisy,
+            denoised,
+            t: ctx.sample_t,
+            psnr,
+        })
+    }
+}
+
+/// A model's test measures on both domains. In `summary.json` the fields are named after the
+/// metric (`original_acc`, `restricted_acc`, `probe_restricted_acc`, or `original_mse`, …),
+/// with the PSNR of the denoised sample images beside a denoiser's.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(into = "ScoresRecord", try_from = "ScoresRecord")]
+pub struct Scores {
+    pub metric: Metric,
+    /// On the original domain's test set (intactness).
+    pub original: f64,
+    /// On the restricted domain's test set, before any fine-tuning.
+    pub restricted: f64,
+    /// SOPHON's last non-fine-tunability probe: restricted, after a short fine-tune.
+    pub probe: Option<f64>,
+    pub original_psnr: Option<f64>,
+    pub restricted_psnr: Option<f64>,
+}
+
+impl Scores {
+    pub fn new(metric: Metric, original: f64, restricted: f64) -> Self {
+        Self {
+            metric,
+            original,
+            restricted,
+            probe: None,
+            original_psnr: None,
+            restricted_psnr: None,
+        }
+    }
+}
+
+/// [`Scores`] as `summary.json` spells it.
+#[derive(Serialize, Deserialize)]
+struct ScoresRecord {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    original_acc: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    restricted_acc: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    probe_restricted_acc: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    original_mse: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    restricted_mse: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    probe_restricted_mse: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    original_psnr: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    restricted_psnr: Option<f64>,
+}
+
+impl From<Scores> for ScoresRecord {
+    fn from(s: Scores) -> Self {
+        let acc = s.metric == Metric::Acc;
+        let a = |v: f64| (acc.then_some(v), (!acc).then_some(v));
+        let (original_acc, original_mse) = a(s.original);
+        let (restricted_acc, restricted_mse) = a(s.restricted);
+        let (probe_restricted_acc, probe_restricted_mse) = match s.probe {
+            Some(p) => a(p),
+            None => (None, None),
+        };
+        Self {
+            original_acc,
+            restricted_acc,
+            probe_restricted_acc,
+            original_mse,
+            restricted_mse,
+            probe_restricted_mse,
+            original_psnr: s.original_psnr,
+            restricted_psnr: s.restricted_psnr,
+        }
+    }
+}
+
+impl TryFrom<ScoresRecord> for Scores {
+    type Error = &'static str;
+
+    fn try_from(r: ScoresRecord) -> Result<Self, Self::Error> {
+        let (metric, original, restricted, probe) = match (r.original_acc, r.original_mse) {
+            (Some(o), _) => (Metric::Acc, o, r.restricted_acc, r.probe_restricted_acc),
+            (None, Some(o)) => (Metric::Mse, o, r.restricted_mse, r.probe_restricted_mse),
+            (None, None) => return Err("no original_acc or original_mse"),
+        };
+        Ok(Self {
+            metric,
+            original,
+            restricted: restricted.ok_or("no restricted measure beside the original one")?,
+            probe,
+            original_psnr: r.original_psnr,
+            restricted_psnr: r.restricted_psnr,
+        })
+    }
+}
+
+/// One domain's samples at a point of the run, for the monitor.
+#[derive(Debug, Clone, Copy)]
+pub struct SampleGrid<'a> {
+    /// `pretrain`, `sophon`, or `attack-<strategy>-<start>`.
+    pub phase: &'a str,
+    /// `original` or `restricted`.
+    pub domain: &'a str,
+    /// The phase's step (epoch, outer iteration) the model is at.
+    pub step: usize,
+    pub samples: &'a Samples,
+}
+
+/// Sample both domains' test images through `model` (denoisers only; a classifier has none):
+/// the grids go to the monitor as `phase`, their PSNR to `<series>/<domain>_psnr`. Returns the
+/// PSNR of the original and the restricted domain.
+#[allow(clippy::too_many_arguments)]
+pub fn show_samples<M: Protectable>(
+    model: &M,
+    ctx: &M::Context,
+    phase: &str,
+    series: &str,
+    step: usize,
+    original: &ImageSet,
+    restricted: &ImageSet,
+    seed: u64,
+    device: &Device,
+    monitor: &mut dyn Monitor,
+) -> Option<(f64, f64)> {
+    let mut psnr = [0.0; 2];
+    for (i, (domain, set)) in [("original", original), ("restricted", restricted)]
+        .into_iter()
+        .enumerate()
+    {
+        let samples = model.samples(ctx, set, seed, device)?;
+        monitor.metric(&format!("{series}/{domain}_psnr"), step, samples.psnr);
+        monitor.samples(SampleGrid {
+            phase,
+            domain,
+            step,
+            samples: &samples,
+        });
+        psnr[i] = samples.psnr;
+    }
+    Some((psnr[0], psnr[1]))
+}

@@ -167,6 +167,11 @@ pub struct DiffusionConfig {
     /// uniform over 1..=T.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fixed_t: Option<usize>,
+    /// SOPHON's suppression loss noises the restricted query images to t uniform over
+    /// 1..=`suppress_max_t` only (default: all of 1..=T). Near T a noised image says nothing of
+    /// its domain, so denial of service there would deny the original domain too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suppress_max_t: Option<usize>,
     /// Sample grids noise the clean images to this step and denoise them back.
     #[serde(default = "default_sample_t")]
     pub sample_t: usize,
@@ -198,6 +203,7 @@ impl Default for DiffusionConfig {
             beta_start: default_beta_start(),
             beta_end: default_beta_end(),
             fixed_t: None,
+            suppress_max_t: None,
             sample_t: default_sample_t(),
             samples: default_samples(),
         }
@@ -755,6 +761,10 @@ impl ExperimentConfig {
         if let Some(t) = d.fixed_t {
             at_least("diffusion.fixed_t", t, 1)?;
             at_most("diffusion.fixed_t", t, d.steps)?;
+        }
+        if let Some(t) = d.suppress_max_t {
+            at_least("diffusion.suppress_max_t", t, 1)?;
+            at_most("diffusion.suppress_max_t", t, d.steps)?;
         }
         at_least("diffusion.sample_t", d.sample_t, 1)?;
         at_most("diffusion.sample_t", d.sample_t, d.steps)?;

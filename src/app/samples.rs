@@ -132,9 +132,9 @@ impl SampleStore {
             RichText::new("Columns: clean | noised to step t | denoised by the reverse chain")
                 .weak(),
         );
-        ui.horizontal_top(|ui| {
+        ui.vertical(|ui| {
             for domain in ["original", "restricted"] {
-                ui.vertical(|ui| match self.grid(&phase, domain, self.step) {
+                match self.grid(&phase, domain, self.step) {
                     Some(g) => {
                         ui.label(
                             RichText::new(format!(
@@ -145,13 +145,13 @@ impl SampleStore {
                         );
                         let size = g.texture.size_vec2();
                         let avail = ui.available_width().max(64.0);
-                        let scale = (avail / size.x).min(1.0);
+                        let scale = (avail / size.x).min(1.5);
                         ui.image((g.texture.id(), size * scale));
                     }
                     None => {
                         ui.label(format!("{domain}: no grid yet"));
                     }
-                });
+                }
             }
         });
     }

@@ -30,8 +30,20 @@ pub(crate) fn noised(
     rng: &mut Rng,
     device: &Device,
 ) -> (Tensor<4>, Vec<usize>, Tensor<4>) {
-    let x0 = batch::images(set, idx, device);
     let t = schedule.sample_t(idx.len(), fixed_t, rng);
+    noised_at(set, idx, schedule, t, rng, device)
+}
+
+/// Images `idx` of `set` noised at the time steps `t`: `(x_t, t, ε)`, the noise from `rng`.
+pub(crate) fn noised_at(
+    set: &ImageSet,
+    idx: &[usize],
+    schedule: &Schedule,
+    t: Vec<usize>,
+    rng: &mut Rng,
+    device: &Device,
+) -> (Tensor<4>, Vec<usize>, Tensor<4>) {
+    let x0 = batch::images(set, idx, device);
     let eps = noise_like(idx.len(), set, rng, device);
     (schedule.noise(x0, &t, eps.clone()), t, eps)
 }

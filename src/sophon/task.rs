@@ -221,6 +221,8 @@ pub struct DenoiseContext {
     pub schedule: Schedule,
     /// Always this t (the reference code's t = 1), else uniform over 1..=T.
     pub fixed_t: Option<usize>,
+    /// The suppression loss noises to t uniform over 1..=this (else as `fixed_t` says).
+    pub suppress_max_t: Option<usize>,
     /// Sample grids noise to this step.
     pub sample_t: usize,
     /// Images per sample grid.
@@ -232,6 +234,7 @@ impl DenoiseContext {
         Self {
             schedule: Schedule::linear(config.steps, config.beta_start, config.beta_end),
             fixed_t: config.fixed_t,
+            suppress_max_t: config.suppress_max_t,
             sample_t: config.sample_t,
             samples: config.samples,
         }
@@ -297,7 +300,13 @@ impl Protectable for Unet {
         rng: &mut Rng,
         device: &Device,
     ) -> Tensor<1> {
-        let (xt, t, eps) = ctx.noised(set, idx, rng, device);
+        let (xt, t, eps) = match ctx.suppress_max_t {
+            Some(max) => {
+                let t: Vec<usize> = (0..idx.len()).map(|_| 1 + rng.below(max)).collect();
+                super::denoise::noised_at(set, idx, &ctx.schedule, t, rng, device)
+            }
+            None => ctx.noised(set, idx, rng, device),
+        };
         let eps_hat = self.forward(xt, &t);
         match loss {
             SuppressionLoss::MseAscent => mse_ascent(eps_hat, eps),
@@ -480,4 +489,73 @@ pub fn show_samples<M: Protectable>(
         psnr[i] = samples.psnr;
     }
     Some((psnr[0], psnr[1]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sophon::attack::AttackResult;
+    use crate::sophon::experiment::PretrainSummary;
+
+    #[test]
+    fn summaries_name_their_fields_after_the_metric_and_read_back() {
+        let mut scores = Scores::new(Metric::Mse, 0.05, 0.3);
+        scores.original_psnr = Some(31.0);
+        scores.restricted_psnr = Some(22.0);
+        let pre = PretrainSummary {
+            scores,
+            seconds: 1.5,
+        };
+        let json = serde_json::to_value(&pre).unwrap();
+        assert_eq!(json["original_mse"], 0.05);
+        assert_eq!(json["restricted_mse"], 0.3);
+        assert_eq!(json["original_psnr"], 31.0);
+        assert!(json.get("original_acc").is_none() && json.get("probe_restricted_mse").is_none());
+        assert_eq!(
+            serde_json::from_value::<PretrainSummary>(json).unwrap(),
+            pre
+        );
+
+        let acc = PretrainSummary {
+            scores: Scores::new(Metric::Acc, 0.9, 0.1),
+            seconds: 2.0,
+        };
+        let json = serde_json::to_value(&acc).unwrap();
+        assert_eq!(json["original_acc"], 0.9);
+        assert!(json.get("original_psnr").is_none());
+        assert_eq!(
+            serde_json::from_value::<PretrainSummary>(json).unwrap(),
+            acc
+        );
+
+        let attack = AttackResult {
+            strategy: "reference".into(),
+            start: crate::config::Start::Protected,
+            metric: Metric::Mse,
+            initial: 0.9,
+            per_epoch: vec![0.5, 0.4],
+            final_score: 0.4,
+            mean: 0.45,
+        };
+        let json = serde_json::to_value(&attack).unwrap();
+        assert_eq!(json["restricted_mse"], serde_json::json!([0.5, 0.4]));
+        assert_eq!(json["final_restricted_mse"], 0.4);
+        assert_eq!(json["mean_restricted_mse"], 0.45);
+        assert_eq!(json["initial_restricted_mse"], 0.9);
+        assert!(json.get("restricted_acc").is_none());
+        assert_eq!(
+            serde_json::from_value::<AttackResult>(json).unwrap(),
+            attack
+        );
+
+        let broken =
+            serde_json::json!({"strategy": "x", "start": "original", "restricted_acc": [0.5]});
+        let e = serde_json::from_value::<AttackResult>(broken)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("attack entry x from original: no initial_restricted_acc"),
+            "{e}"
+        );
+    }
 }

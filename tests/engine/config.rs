@@ -182,7 +182,11 @@ fn the_task_decides_which_models_losses_and_guards_fit() {
     assert_eq!(c.diffusion.steps, 1000, "DDPM's T by default");
     assert_eq!(c.diffusion.fixed_t, None, "t uniform by default");
 
-    let cases: [(&[&str], &str); 7] = [
+    let cases: [(&[&str], &str); 8] = [
+        (
+            &["diffusion.suppress_max_t=1001"],
+            "diffusion.suppress_max_t: must be at most 1000 (got 1001)",
+        ),
         (
             &["model.kind=\"cnn-small\""],
             "model.kind: cnn-small is not a model for denoising; use unet",

@@ -115,9 +115,16 @@ impl Schedule {
 
     /// Time steps for a batch: uniform over 1..=T, or always `fixed` (the reference code's t = 1).
     pub fn sample_t(&self, n: usize, fixed: Option<usize>, rng: &mut Rng) -> Vec<usize> {
-        (0..n)
-            .map(|_| fixed.unwrap_or_else(|| 1 + rng.below(self.steps())))
-            .collect()
+        match fixed {
+            Some(t) => vec![t; n],
+            None => self.sample_t_upto(n, self.steps(), rng),
+        }
+    }
+
+    /// Time steps for a batch, uniform over 1..=`max` (at most T).
+    pub fn sample_t_upto(&self, n: usize, max: usize, rng: &mut Rng) -> Vec<usize> {
+        let max = max.min(self.steps());
+        (0..n).map(|_| 1 + rng.below(max)).collect()
     }
 }
 

@@ -175,9 +175,7 @@ fn run_task<M: Protectable>(
         None => {
             let t = Instant::now();
             let model = match &config.pretrain.load {
-                Some(path) => skeleton.try_load_file(path).map_err(|e| {
-                    EngineError::Model(format!("{}: cannot load checkpoint: {e}", path.display()))
-                })?,
+                Some(path) => load_model(&skeleton, path).map_err(EngineError::Model)?,
                 None => pretrain(
                     skeleton,
                     &ctx,

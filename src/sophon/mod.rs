@@ -81,7 +81,7 @@ pub fn load_model<M: burn::module::Module>(
     skeleton
         .clone()
         .try_load_file(path)
-        .map_err(|e| format!("{}: cannot load: {e}", path.display()))
+        .map_err(|e| format!("{}: cannot load checkpoint: {e}", path.display()))
 }
 
 impl protect::Resume<PathBuf> {

@@ -302,7 +302,7 @@ impl Protectable for Unet {
     ) -> Tensor<1> {
         let (xt, t, eps) = match ctx.suppress_max_t {
             Some(max) => {
-                let t: Vec<usize> = (0..idx.len()).map(|_| 1 + rng.below(max)).collect();
+                let t = ctx.schedule.sample_t_upto(idx.len(), max, rng);
                 super::denoise::noised_at(set, idx, &ctx.schedule, t, rng, device)
             }
             None => ctx.noised(set, idx, rng, device),

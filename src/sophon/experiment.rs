@@ -4,6 +4,8 @@
 
 use std::time::Instant;
 
+use burn::module::{ModuleVisitor, Param};
+use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
 use super::attack::{self, AttackResult};
@@ -60,7 +62,9 @@ pub fn load_domains(config: &ExperimentConfig) -> Result<(Domain, Domain), DataE
     Ok((original, restricted))
 }
 
-/// A freshly initialised model, deterministic in `seed`.
+/// A freshly initialised model, deterministic in `seed`. burn initialises parameters lazily,
+/// at their first use; they are drawn here, so that random draws between now and that use
+/// (a sample grid's reverse chain, a fresh head) cannot change them.
 pub fn fresh_model<M: Protectable>(
     config: &ExperimentConfig,
     classes: usize,
@@ -68,7 +72,18 @@ pub fn fresh_model<M: Protectable>(
     devices: &Devices,
 ) -> M {
     devices.train.seed(seed);
-    M::build(config, classes, &devices.train)
+    let model = M::build(config, classes, &devices.train);
+    model.visit(&mut Materialize);
+    model
+}
+
+/// Draws every lazily initialised parameter of the visited module.
+struct Materialize;
+
+impl ModuleVisitor for Materialize {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let _ = param.val();
+    }
 }
 
 /// Run the experiment, updating `summary` as results come in.

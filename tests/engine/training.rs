@@ -218,3 +218,25 @@ fn wgpu_trains_when_an_adapter_exists() {
     assert!(acc > 0.7, "wgpu accuracy {acc}");
     let _ = model.num_params();
 }
+
+#[test]
+fn a_fresh_model_depends_on_its_seed_only() {
+    // burn draws parameters lazily; random draws between building and first use must not
+    // change them (the scratch model is used after sample grids have drawn noise).
+    let config = small(&[]);
+    let devices = Devices::new(Device::flex());
+    let first = |noise: bool| {
+        let model: Classifier = experiment::fresh_model(&config, 10, 5, &devices);
+        if noise {
+            devices.eval.seed(123);
+            let _ = burn::tensor::Tensor::<2>::random(
+                [64, 64],
+                burn::tensor::Distribution::Normal(0.0, 1.0),
+                &devices.eval,
+            )
+            .into_data();
+        }
+        model.head().weight.val().into_data()
+    };
+    assert_eq!(first(false), first(true));
+}

@@ -237,62 +237,71 @@ fn run_headless(
             bar.println(line);
         }
     };
-    let mut dir = PathBuf::new();
-    for event in worker.events.iter() {
-        match event {
-            Event::Started {
-                dir: d,
-                backend,
-                adapter,
-                reason,
-                ..
-            } => {
-                say(format!(
-                    "run folder {}\nbackend {backend} on {adapter}: {reason}",
-                    d.display()
-                ));
-                dir = d;
-            }
-            Event::Phase { name, total_steps } => {
-                bar.set_prefix(name);
-                bar.set_length(total_steps as u64);
-                bar.set_position(0);
-                bar.reset_eta();
-            }
-            Event::Progress { step } => bar.set_position(step as u64),
-            Event::Metric(p) if p.series == "pretrain/loss" => {
-                bar.set_message(format!("loss {:.3}", p.value))
-            }
-            Event::Metric(p)
-                if p.series == "sophon/original_acc" || p.series == "sophon/original_mse" =>
-            {
-                bar.set_message(format!("intactness {:.3}", p.value))
-            }
-            Event::Metric(_) => {}
-            Event::Samples(g) => say(format!(
-                "sample grid {} (PSNR {:.1} dB)",
-                g.file.display(),
-                g.psnr
-            )),
-            Event::Log(line) => say(line),
-            Event::Paused | Event::Resumed => {}
-            Event::Finished(summary) => {
-                bar.finish_and_clear();
-                print_summary(&summary);
-                println!("wrote {}", dir.display());
-                return Ok(());
-            }
-            Event::Stopped(_) => {
-                bar.finish_and_clear();
-                bail!("the run was stopped; partial results in {}", dir.display());
-            }
-            Event::Failed(e) => {
-                bar.finish_and_clear();
-                bail!(e);
+    let result = (|| -> Result<()> {
+        let mut dir = PathBuf::new();
+        for event in worker.events.iter() {
+            match event {
+                Event::Started {
+                    dir: d,
+                    backend,
+                    adapter,
+                    reason,
+                    ..
+                } => {
+                    say(format!(
+                        "run folder {}\nbackend {backend} on {adapter}: {reason}",
+                        d.display()
+                    ));
+                    dir = d;
+                }
+                Event::Phase { name, total_steps } => {
+                    bar.set_prefix(name);
+                    bar.set_length(total_steps as u64);
+                    bar.set_position(0);
+                    bar.reset_eta();
+                }
+                Event::Progress { step } => bar.set_position(step as u64),
+                Event::Metric(p) if p.series == "pretrain/loss" => {
+                    bar.set_message(format!("loss {:.3}", p.value))
+                }
+                Event::Metric(p)
+                    if p.series == "sophon/original_acc" || p.series == "sophon/original_mse" =>
+                {
+                    bar.set_message(format!("intactness {:.3}", p.value))
+                }
+                Event::Metric(_) => {}
+                Event::Samples(g) => say(format!(
+                    "sample grid {} (PSNR {:.1} dB)",
+                    g.file.display(),
+                    g.psnr
+                )),
+                Event::Log(line) => say(line),
+                Event::Paused | Event::Resumed => {}
+                Event::Finished(summary) => {
+                    bar.finish_and_clear();
+                    print_summary(&summary);
+                    println!("wrote {}", dir.display());
+                    return Ok(());
+                }
+                Event::Stopped(_) => {
+                    bar.finish_and_clear();
+                    bail!("the run was stopped; partial results in {}", dir.display());
+                }
+                Event::Failed(e) => {
+                    bar.finish_and_clear();
+                    bail!(e);
+                }
             }
         }
-    }
-    bail!("the worker thread ended without a result")
+        bail!("the worker thread ended without a result")
+    })();
+    // Let the worker thread end before the process does: it still holds the backend.
+    let run::WorkerHandle {
+        commands, thread, ..
+    } = worker;
+    drop(commands);
+    let _ = thread.join();
+    result
 }
 
 /// The measures of one model, as a line: `original accuracy 0.912, restricted …`.

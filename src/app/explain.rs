@@ -18,9 +18,9 @@ pub fn phase_text(phase: Option<&str>) -> (&'static str, &'static str) {
         ),
         Some("pretrain") => (
             "Pre-training",
-            "An ordinary classifier is trained on the original domain. This is the model a \
-             company would publish, and the one SOPHON will protect. The intactness curve \
-             starts from its original-domain accuracy.",
+            "An ordinary model (a classifier, or a denoiser for the denoising task) is trained \
+             on the original domain. This is the model a company would publish, and the one \
+             SOPHON will protect. The intactness curve starts from its original-domain score.",
         ),
         Some("sophon") => (
             "SOPHON: simulated fine-tuning and normal training",
@@ -28,15 +28,16 @@ pub fn phase_text(phase: Option<&str>) -> (&'static str, &'static str) {
              a few steps on the restricted domain, and the real model is nudged (first-order \
              MAML) so that this fine-tuning goes badly (fine-tuning suppression, FTS). Then a few \
              normal training steps on the original domain keep it good there (NTR). Watch \
-             intactness stay high while the probe (restricted accuracy after a short fine-tune) \
-             stays low.",
+             intactness hold while the probe (how well a copy does on the restricted domain \
+             after a short fine-tune) stays bad.",
         ),
         Some("attack") => (
             "Attack: can it still be fine-tuned?",
             "Now a real attacker fine-tunes three models on the restricted domain with each \
              strategy: the protected model, the original pre-trained model and a model from \
-             scratch. SOPHON works when the protected curve stays at or below the scratch \
-             curve: fine-tuning it is no better than starting from nothing.",
+             scratch. SOPHON works when the protected curve is no better than the scratch \
+             curve (accuracy no higher, ε-MSE no lower): fine-tuning it is no better than \
+             starting from nothing.",
         ),
         Some(_) => (
             "Working",

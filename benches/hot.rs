@@ -2,7 +2,10 @@
 //! 10 classes, batch 150 = 130 support + 20 query), on each CPU backend and on wgpu when an
 //! adapter exists. `sophon-workbench bench` times whole outer iterations; this splits them.
 
+use burn::nn::PaddingConfig2d;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::prelude::Device;
+use burn::tensor::{Distribution, Tensor};
 use divan::Bencher;
 use sophon_workbench::sophon::Devices;
 use sophon_workbench::sophon::bench::Pieces;
@@ -65,4 +68,43 @@ fn ntr_step(bencher: Bencher, backend: &str) {
 #[divan::bench(sample_count = 10)]
 fn procedural_batch() -> usize {
     sophon_workbench::sophon::bench::procedural_batch(150)
+}
+
+/// cnn-small's two convolutions on a support batch of 130: (in, out, side).
+const CONVS: [(usize, usize, usize); 2] = [(1, 16, 28), (16, 32, 14)];
+
+fn conv_layer(device: &Device, (c_in, c_out, side): (usize, usize, usize)) -> (Conv2d, Tensor<4>) {
+    let conv = Conv2dConfig::new([c_in, c_out], [3, 3])
+        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+        .init(device);
+    let x = Tensor::random(
+        [130, c_in, side, side],
+        Distribution::Normal(0.0, 1.0),
+        device,
+    );
+    (conv, x)
+}
+
+/// One convolution of cnn-small, forward only (flex).
+#[divan::bench(args = CONVS, sample_count = 20, sample_size = 1)]
+fn conv_forward(bencher: Bencher, shape: (usize, usize, usize)) {
+    let device = Device::flex().autodiff();
+    let (conv, x) = conv_layer(&device, shape);
+    bencher.bench_local(|| conv.forward(x.clone()).sum().into_scalar::<f32>());
+}
+
+/// The same convolution, forward and backward: the weight gradient, and the input gradient
+/// for the second layer (whose input comes from the first). The difference to
+/// `conv_forward` is the backward pass.
+#[divan::bench(args = CONVS, sample_count = 20, sample_size = 1)]
+fn conv_forward_backward(bencher: Bencher, shape: (usize, usize, usize)) {
+    let device = Device::flex().autodiff();
+    let (conv, x) = conv_layer(&device, shape);
+    let x = if shape.0 > 1 { x.require_grad() } else { x };
+    bencher.bench_local(|| {
+        let grads = conv.forward(x.clone()).sum().backward();
+        conv.weight
+            .grad(&grads)
+            .map(|g| g.sum().into_scalar::<f32>())
+    });
 }

@@ -41,7 +41,9 @@ impl CnnSmall {
 
     /// `[batch, c, h, w]` → `[batch, classes]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        let x = self.pool.forward(relu(self.conv1.forward(x)));
+        let x = self
+            .pool
+            .forward(relu(super::conv::input_conv(&self.conv1, x)));
         let x = self.pool.forward(relu(self.conv2.forward(x)));
         let x: Tensor<2> = x.flatten(1, 3);
         self.head.forward(relu(self.fc.forward(x)))

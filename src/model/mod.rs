@@ -2,6 +2,7 @@
 //! `head: Linear` so that attacker strategies can re-initialise or train the head alone.
 
 pub mod cnn;
+pub mod conv;
 pub mod mlp;
 pub mod resnet;
 pub mod unet;

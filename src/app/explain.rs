@@ -46,9 +46,43 @@ pub fn phase_text(phase: Option<&str>) -> (&'static str, &'static str) {
     }
 }
 
+/// Title and explanation once a run has ended (`finished`, `stopped` or `failed`).
+pub fn ended_text(how: &str) -> (&'static str, &'static str) {
+    match how {
+        "finished" => (
+            "Finished",
+            "Below: the original-domain score of the pre-trained and the protected model \
+             (intactness), then, for each attacker, the restricted-domain score after \
+             fine-tuning from each start. SOPHON held where \"from protected\" is no better than \
+             \"from scratch\"; the attack plot shows it epoch by epoch. The Runs tab compares \
+             this run with others.",
+        ),
+        "stopped" => (
+            "Stopped",
+            "The run was stopped. Its run folder keeps what it did: the metrics so far and the \
+             last checkpoint, from which `sophon-workbench resume <run folder>` continues it.",
+        ),
+        _ => (
+            "Failed",
+            "The red banner says why. What the run had written stays in its run folder; fix \
+             the cause and start again.",
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_ending_has_its_own_text() {
+        let titles: Vec<_> = ["finished", "stopped", "failed"]
+            .into_iter()
+            .map(|how| ended_text(how).0)
+            .collect();
+        assert_eq!(titles, ["Finished", "Stopped", "Failed"]);
+        assert!(!titles.contains(&phase_text(None).0));
+    }
 
     #[test]
     fn every_engine_phase_has_its_own_text() {

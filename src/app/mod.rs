@@ -1064,8 +1064,10 @@ impl Workbench {
     }
 
     fn explain_ui(&mut self, ui: &mut Ui) {
-        let (title, text) =
-            explain::phase_text(self.run.phase.as_deref().filter(|_| self.run.active));
+        let (title, text) = match (&self.run.ended, self.run.active) {
+            (Some(how), false) => explain::ended_text(how),
+            _ => explain::phase_text(self.run.phase.as_deref().filter(|_| self.run.active)),
+        };
         ui.heading("What is happening");
         ui.label(RichText::new(title).strong());
         ui.label(text);

@@ -146,6 +146,11 @@ fn start_shows_curves_then_pause_resume_and_stop_work_from_the_buttons() {
     h.get_by_label("Stop").click();
     frames_until(&mut h, "the stop", |a| !a.run.active);
     assert_eq!(h.state().run.ended.as_deref(), Some("stopped"));
+    h.step();
+    assert!(
+        h.query_by_label("Stopped").is_some(),
+        "the explain panel says the run was stopped"
+    );
     assert!(h.state().error.is_none(), "{:?}", h.state().error);
     assert!(!h.get_by_label("Start").accesskit_node().is_disabled());
     let dir = h
@@ -433,6 +438,10 @@ fn a_denoising_run_shows_sample_grids_with_a_step_slider() {
     });
     assert_eq!(h.state().run.ended.as_deref(), Some("finished"));
     h.step();
+    assert!(
+        h.query_by_label("Finished").is_some(),
+        "the explain panel says the run finished"
+    );
     let store = &h.state().samples;
     assert_eq!(store.steps("sophon"), vec![0, 2, 4]);
     for phase in [

@@ -261,16 +261,35 @@ fn the_binary_opens_a_window_that_runs_the_preset_on_start() {
         "this test needs Xvfb and ImageMagick: apt-get install xvfb imagemagick (see README.md)"
     );
     let tmp = tempfile::tempdir().unwrap();
-    let display = format!(":{}", 50 + std::process::id() % 200);
-    let _xvfb = Killed(
+    // Xvfb picks a free display itself and writes its number to stdout once it is ready: a
+    // display number of our own choosing can meet a stale lock file of an earlier, killed server
+    // whose pid now belongs to another process, and then Xvfb refuses to start.
+    let mut xvfb = Killed(
         Command::new("Xvfb")
-            .args([&display, "-screen", "0", "1400x900x24", "-nolisten", "tcp"])
-            .stdout(Stdio::null())
+            .args([
+                "-displayfd",
+                "1",
+                "-screen",
+                "0",
+                "1400x900x24",
+                "-nolisten",
+                "tcp",
+            ])
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("Xvfb starts"),
     );
-    std::thread::sleep(Duration::from_millis(500));
+    let mut number = String::new();
+    {
+        use std::io::BufRead;
+        let stdout = xvfb.0.stdout.take().expect("Xvfb's stdout");
+        std::io::BufReader::new(stdout)
+            .read_line(&mut number)
+            .expect("Xvfb reports its display");
+    }
+    let display = format!(":{}", number.trim());
+    assert!(display.len() > 1, "Xvfb did not report a display");
     let runs = tmp.path().join("runs");
     let mut app = Killed(
         Command::new(env!("CARGO_BIN_EXE_sophon-workbench"))

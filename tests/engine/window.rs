@@ -237,7 +237,18 @@ fn a_worker_error_shows_in_the_window_and_it_stays_usable() {
 struct Killed(Child);
 
 impl Drop for Killed {
+    /// SIGTERM first, so that Xvfb removes its lock file in /tmp; SIGKILL after a second.
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }

@@ -239,8 +239,9 @@ struct Killed(Child);
 impl Drop for Killed {
     /// SIGTERM first, so that Xvfb removes its lock file in /tmp; SIGKILL after a second.
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
+        // The shell's own `kill`: a minimal image may lack procps' /bin/kill.
+        let _ = Command::new("sh")
+            .args(["-c", &format!("kill -TERM {}", self.0.id())])
             .status();
         let deadline = Instant::now() + Duration::from_secs(1);
         while Instant::now() < deadline {

@@ -240,14 +240,21 @@ impl DenoiseContext {
         }
     }
 
+    /// Images `idx` of `set` noised for the task loss (`fixed_t`, else uniform over 1..=T) or,
+    /// with `suppression`, for the suppression loss (uniform over 1..=`suppress_max_t` when set).
     fn noised(
         &self,
         set: &ImageSet,
         idx: &[usize],
+        suppression: bool,
         rng: &mut Rng,
         device: &Device,
     ) -> (Tensor<4>, Vec<usize>, Tensor<4>) {
-        super::denoise::noised(set, idx, &self.schedule, self.fixed_t, rng, device)
+        let t = match self.suppress_max_t.filter(|_| suppression) {
+            Some(max) => self.schedule.sample_t_upto(idx.len(), max, rng),
+            None => self.schedule.sample_t(idx.len(), self.fixed_t, rng),
+        };
+        super::denoise::noised_at(set, idx, &self.schedule, t, rng, device)
     }
 }
 
@@ -286,7 +293,7 @@ impl Protectable for Unet {
         rng: &mut Rng,
         device: &Device,
     ) -> Tensor<1> {
-        let (xt, t, eps) = ctx.noised(set, idx, rng, device);
+        let (xt, t, eps) = ctx.noised(set, idx, false, rng, device);
         eps_mse(self.forward(xt, &t), eps)
     }
 
@@ -300,13 +307,7 @@ impl Protectable for Unet {
         rng: &mut Rng,
         device: &Device,
     ) -> Tensor<1> {
-        let (xt, t, eps) = match ctx.suppress_max_t {
-            Some(max) => {
-                let t = ctx.schedule.sample_t_upto(idx.len(), max, rng);
-                super::denoise::noised_at(set, idx, &ctx.schedule, t, rng, device)
-            }
-            None => ctx.noised(set, idx, rng, device),
-        };
+        let (xt, t, eps) = ctx.noised(set, idx, true, rng, device);
         let eps_hat = self.forward(xt, &t);
         match loss {
             SuppressionLoss::MseAscent => mse_ascent(eps_hat, eps),

@@ -4,6 +4,7 @@
 
 pub mod explain;
 pub mod plots;
+pub mod preview;
 pub mod runs;
 pub mod samples;
 pub mod series;
@@ -15,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, unbounded};
-use egui::{Color32, RichText, TextureHandle, Ui};
+use egui::{Color32, RichText, Ui};
 
 use crate::config::{ConfigError, DataSource, ExperimentConfig};
 use crate::run::{self, BackendChoice, Command, Event, OutDir, RunRequest, WorkerHandle};
@@ -23,6 +24,7 @@ use crate::sophon::LiveUpdate;
 use crate::sophon::experiment::Summary;
 use crate::sophon::task::Metric;
 use plots::{Marker, Overlay, PlotSettings};
+use preview::{Preview, PreviewData, PreviewState, load_preview, preview_ui};
 use runs::{RunEntry, RunsAction};
 use samples::SampleStore;
 use series::SeriesStore;
@@ -125,30 +127,6 @@ impl RunView {
             _ => {}
         }
     }
-}
-
-/// The preview of one data source: a few test images and the class count.
-struct Preview {
-    source: DataSource,
-    state: PreviewState,
-}
-
-enum PreviewState {
-    Loading,
-    Ready {
-        classes: usize,
-        train: usize,
-        test: usize,
-        textures: Vec<TextureHandle>,
-    },
-    Failed(String),
-}
-
-struct PreviewData {
-    classes: usize,
-    train: usize,
-    test: usize,
-    images: Vec<egui::ColorImage>,
 }
 
 /// Answers from helper threads.
@@ -666,30 +644,10 @@ impl Workbench {
                     }
                 }
                 Reply::Preview(side, source, result) => {
-                    let slot = &mut self.previews[side as usize];
-                    if let Some(p) = slot
+                    if let Some(p) = &mut self.previews[side as usize]
                         && p.source == source
                     {
-                        p.state = match result {
-                            Ok(d) => PreviewState::Ready {
-                                classes: d.classes,
-                                train: d.train,
-                                test: d.test,
-                                textures: d
-                                    .images
-                                    .into_iter()
-                                    .enumerate()
-                                    .map(|(i, img)| {
-                                        ctx.load_texture(
-                                            format!("preview-{}-{i}", side.field()),
-                                            img,
-                                            egui::TextureOptions::NEAREST,
-                                        )
-                                    })
-                                    .collect(),
-                            },
-                            Err(e) => PreviewState::Failed(e),
-                        };
+                        p.state = PreviewState::arrived(ctx, side, result);
                     }
                 }
                 Reply::Runs(mut list) => {
@@ -1240,35 +1198,6 @@ impl Workbench {
     }
 }
 
-/// The thumbnail strip and class count of one data source.
-fn preview_ui(ui: &mut Ui, preview: Option<&Preview>) {
-    match preview.map(|p| &p.state) {
-        Some(PreviewState::Ready {
-            classes,
-            train,
-            test,
-            textures,
-        }) => {
-            ui.label(
-                RichText::new(format!("{classes} classes · {train} train / {test} test")).weak(),
-            );
-            ui.horizontal_wrapped(|ui| {
-                ui.spacing_mut().item_spacing = egui::vec2(2.0, 2.0);
-                for t in textures {
-                    ui.image((t.id(), egui::vec2(28.0, 28.0)));
-                }
-            });
-        }
-        Some(PreviewState::Loading) => {
-            ui.spinner();
-        }
-        Some(PreviewState::Failed(e)) => {
-            ui.colored_label(Color32::LIGHT_RED, e);
-        }
-        None => {}
-    }
-}
-
 /// A built-in preset (compiled in, so always valid) and its origin label.
 fn builtin(text: &str, name: &str) -> (ExperimentConfig, String) {
     let config = ExperimentConfig::from_toml(text, name, &[])
@@ -1297,57 +1226,6 @@ fn fmt_duration(d: Duration) -> String {
     } else {
         format!("{}m{:02}s", s / 60, s % 60)
     }
-}
-
-fn load_preview(
-    source: &DataSource,
-    input: &crate::config::InputConfig,
-    seed: u64,
-) -> Result<PreviewData, String> {
-    // Procedural domains: generate only what the strip shows.
-    let small = match source {
-        DataSource::Procedural {
-            domain, background, ..
-        } => DataSource::Procedural {
-            domain: *domain,
-            background: *background,
-            train: 1,
-            test: 20,
-        },
-        other => other.clone(),
-    };
-    let domain = crate::data::load_domain(&small, input, seed).map_err(|e| e.to_string())?;
-    let (train, test) = match source {
-        DataSource::Procedural { train, test, .. } => (*train, *test),
-        _ => (domain.train.len(), domain.test.len()),
-    };
-    let set = &domain.test;
-    let images = (0..set.len().min(12))
-        .map(|i| to_color_image(set.image(i), set.channels, set.height, set.width))
-        .collect();
-    Ok(PreviewData {
-        classes: domain.classes(),
-        train,
-        test,
-        images,
-    })
-}
-
-/// A CHW image in [0, 1] as an egui image.
-fn to_color_image(chw: &[f32], channels: usize, height: usize, width: usize) -> egui::ColorImage {
-    let plane = height * width;
-    let byte = |v: f32| (v.clamp(0.0, 1.0) * 255.0).round() as u8;
-    let pixels = (0..plane)
-        .map(|i| {
-            if channels >= 3 {
-                Color32::from_rgb(byte(chw[i]), byte(chw[plane + i]), byte(chw[2 * plane + i]))
-            } else {
-                let g = byte(chw[i]);
-                Color32::from_rgb(g, g, g)
-            }
-        })
-        .collect();
-    egui::ColorImage::new([width, height], pixels)
 }
 
 fn save_png(path: &Path, image: &egui::ColorImage) -> Result<(), String> {

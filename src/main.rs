@@ -1,5 +1,6 @@
 //! Command line: with no subcommand the window opens (on the remembered experiment, else the
-//! built-in default); `run` executes a preset headless with a progress bar.
+//! built-in default); `run` executes a preset headless with a progress bar, `sweep` a grid of
+//! them with a table of results.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,6 +10,7 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use sophon_workbench::config::ExperimentConfig;
+use sophon_workbench::run::sweep::Axis;
 use sophon_workbench::run::{self, BackendChoice, Command, Event, OutDir, RunRequest};
 use sophon_workbench::sophon::experiment::Summary;
 use sophon_workbench::sophon::task::Scores;
@@ -51,6 +53,23 @@ enum Cmd {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
     },
+    /// Run a grid of experiments headless, one after another (as the window's Sweep dialog), and
+    /// print a table of their results.
+    Sweep {
+        /// A preset TOML file; default: the built-in default.
+        preset: Option<PathBuf>,
+        /// A preset field and its values, e.g. --vary seed=1,2,3 (repeatable: the grid of all).
+        #[arg(long = "vary", value_name = "KEY=V1,V2", required = true, value_parser = parse_axis)]
+        vary: Vec<Axis>,
+        /// Override a preset field for every run, e.g. --set sophon.outer_iterations=100
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Where the run folders are written (each runs/<name>-<UTC time>).
+        #[arg(long, default_value = "runs")]
+        runs_dir: PathBuf,
+        #[arg(long, default_value = "auto", value_parser = parse_backend)]
+        backend: BackendChoice,
+    },
     /// Continue a stopped run from its last checkpoint, in the same run folder.
     Resume {
         /// The run folder.
@@ -87,6 +106,22 @@ fn parse_backend(s: &str) -> Result<BackendChoice, String> {
     s.parse()
 }
 
+fn parse_axis(s: &str) -> Result<Axis, String> {
+    Axis::parse(s)
+}
+
+/// A preset file, or the built-in default, with `--set` overrides.
+fn load_preset(preset: Option<&PathBuf>, set: &[String]) -> Result<ExperimentConfig> {
+    Ok(match preset {
+        Some(p) => ExperimentConfig::load(p, set),
+        None => ExperimentConfig::from_toml(
+            sophon_workbench::DEFAULT_PRESET,
+            "built-in default preset",
+            set,
+        ),
+    }?)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -95,19 +130,22 @@ fn main() -> ExitCode {
             out,
             backend,
             set,
-        }) => match &preset {
-            Some(p) => ExperimentConfig::load(p, &set),
-            None => ExperimentConfig::from_toml(
-                sophon_workbench::DEFAULT_PRESET,
-                "built-in default preset",
-                &set,
-            ),
-        }
-        .map_err(anyhow::Error::from)
-        .and_then(|config| run_headless(config, backend, out.map(OutDir::Exact), false)),
+        }) => load_preset(preset.as_ref(), &set).and_then(|config| {
+            run_headless(config, backend, out.map(OutDir::Exact), false).map(|_| ())
+        }),
+        Some(Cmd::Sweep {
+            preset,
+            vary,
+            set,
+            runs_dir,
+            backend,
+        }) => load_preset(preset.as_ref(), &set)
+            .and_then(|config| sweep(&config, &vary, backend, &runs_dir)),
         Some(Cmd::Resume { dir, backend }) => ExperimentConfig::load(&dir.join("config.toml"), &[])
             .map_err(anyhow::Error::from)
-            .and_then(|config| run_headless(config, backend, Some(OutDir::Exact(dir)), true)),
+            .and_then(|config| {
+                run_headless(config, backend, Some(OutDir::Exact(dir)), true).map(|_| ())
+            }),
         Some(Cmd::Backends) => show_backends(),
         Some(Cmd::Bench { backend, k, iters }) => bench(backend, k, iters),
         Some(Cmd::Preview { preset, out, set }) => ExperimentConfig::load(&preset, &set)
@@ -205,12 +243,52 @@ fn show_backends() -> Result<()> {
     Ok(())
 }
 
+/// Every run of the grid, one after another; a failed run is reported and the sweep goes on.
+/// Fails when any run failed, after the table of those that finished.
+fn sweep(
+    base: &ExperimentConfig,
+    axes: &[Axis],
+    backend: BackendChoice,
+    runs_dir: &std::path::Path,
+) -> Result<()> {
+    let configs = run::sweep::expand(base, axes).map_err(anyhow::Error::msg)?;
+    let total = configs.len();
+    let mut done = Vec::new();
+    let mut failed = Vec::new();
+    for (i, config) in configs.into_iter().enumerate() {
+        let name = config.name.clone();
+        println!("sweep: run {} of {total}: {name}", i + 1);
+        match run_headless(
+            config,
+            backend,
+            Some(OutDir::In(runs_dir.to_path_buf())),
+            false,
+        ) {
+            Ok((_, summary)) => done.push((name, summary)),
+            Err(e) => {
+                eprintln!("sweep: {name} failed: {}", one_line(&format!("{e:#}")));
+                failed.push(name);
+            }
+        }
+    }
+    println!("\n{}", run::sweep::report(&done));
+    if !failed.is_empty() {
+        bail!(
+            "{} of {total} runs failed: {}",
+            failed.len(),
+            failed.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Run one experiment on a worker thread, showing its progress; its folder and summary.
 fn run_headless(
     config: ExperimentConfig,
     backend: BackendChoice,
     out: Option<OutDir>,
     resume: bool,
-) -> Result<()> {
+) -> Result<(PathBuf, Summary)> {
     let out = out.unwrap_or_else(|| OutDir::In(PathBuf::from("runs")));
     let worker = run::spawn(Box::new(|| {}));
     worker
@@ -237,7 +315,7 @@ fn run_headless(
             bar.println(line);
         }
     };
-    let result = (|| -> Result<()> {
+    let result = (|| -> Result<(PathBuf, Summary)> {
         let mut dir = PathBuf::new();
         for event in worker.events.iter() {
             match event {
@@ -281,7 +359,7 @@ fn run_headless(
                     bar.finish_and_clear();
                     print_summary(&summary);
                     println!("wrote {}", dir.display());
-                    return Ok(());
+                    return Ok((dir, *summary));
                 }
                 Event::Stopped(_) => {
                     bar.finish_and_clear();

@@ -1,20 +1,10 @@
 //! The sweep dialog: a grid of one or two knobs, each run a copy of the current experiment with
-//! those fields set (the same `--set` paths the command line takes).
+//! those fields set (`run::sweep` expands it, as for the `sweep` command).
 
 use egui::Ui;
 
 use crate::config::ExperimentConfig;
-
-/// The knobs a sweep can vary: dotted preset path and a label.
-pub const KNOBS: [(&str, &str); 7] = [
-    ("sophon.fts_loops", "ℓ_FTS"),
-    ("sophon.ntr_loops", "ℓ_NTR"),
-    ("sophon.alpha", "α"),
-    ("sophon.beta", "β"),
-    ("sophon.inner_steps", "K"),
-    ("sophon.outer_iterations", "outer iterations"),
-    ("seed", "seed"),
-];
+use crate::run::sweep::{self, Axis, KNOBS};
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
@@ -37,50 +27,13 @@ impl Default for SweepSpec {
     }
 }
 
-fn values(text: &str) -> Vec<String> {
-    text.split([',', ' '])
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
 /// The experiments of the sweep, or the first problem (naming the knob and value).
 pub fn expand(base: &ExperimentConfig, spec: &SweepSpec) -> Result<Vec<ExperimentConfig>, String> {
-    let v1 = values(&spec.values1);
-    if v1.is_empty() {
-        return Err(format!("{}: give at least one value", spec.knob1));
+    let mut axes = vec![Axis::new(&spec.knob1, &spec.values1)?];
+    if !spec.knob2.is_empty() {
+        axes.push(Axis::new(&spec.knob2, &spec.values2)?);
     }
-    let second: Vec<Option<String>> = if spec.knob2.is_empty() {
-        vec![None]
-    } else {
-        let v2 = values(&spec.values2);
-        if v2.is_empty() {
-            return Err(format!("{}: give at least one value", spec.knob2));
-        }
-        v2.into_iter().map(Some).collect()
-    };
-    let text = base.to_toml();
-    let mut out = Vec::new();
-    for a in &v1 {
-        for b in &second {
-            let mut sets = vec![format!("{}={a}", spec.knob1)];
-            let mut name = format!("{}-{}{a}", base.name, short(&spec.knob1));
-            if let Some(b) = b {
-                sets.push(format!("{}={b}", spec.knob2));
-                name.push_str(&format!("-{}{b}", short(&spec.knob2)));
-            }
-            sets.push(format!("name=\"{name}\""));
-            let config = ExperimentConfig::from_toml(&text, "sweep", &sets)
-                .map_err(|e| format!("{}: {e}", sets[..sets.len() - 1].join(", ")))?;
-            out.push(config);
-        }
-    }
-    Ok(out)
-}
-
-fn short(knob: &str) -> &str {
-    knob.rsplit('.').next().unwrap_or(knob)
+    sweep::expand(base, &axes)
 }
 
 /// The dialog's body; returns true when the user asks to queue the runs.

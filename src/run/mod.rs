@@ -5,6 +5,7 @@
 pub mod backend;
 pub mod folder;
 pub mod memory;
+pub mod sweep;
 pub mod worker;
 
 pub use backend::{Backend, BackendChoice};

@@ -86,3 +86,75 @@ fn errors_exit_non_zero_with_one_line_naming_the_problem() {
         .unwrap();
     assert!(!out.status.success());
 }
+
+#[test]
+fn sweep_runs_every_point_of_the_grid_and_tabulates_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = workbench()
+        .args([
+            "sweep",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/presets/quick.toml"),
+            "--backend",
+            "flex",
+            "--vary",
+            "seed=3,4",
+        ])
+        .args(["--set", "original.train=600", "--set", "pretrain.epochs=1"])
+        .args([
+            "--set",
+            "restricted.train=200",
+            "--set",
+            "sophon.outer_iterations=1",
+        ])
+        .args(["--set", "evaluation.strategies.0.epochs=1"])
+        .arg("--runs-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let folders: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(folders.len(), 2, "{folders:?}");
+    for seed in [3, 4] {
+        let name = format!("quick-seed{seed}");
+        let folder = folders.iter().find(|f| f.starts_with(&name)).unwrap();
+        let config = std::fs::read_to_string(dir.path().join(folder).join("config.toml")).unwrap();
+        assert!(config.contains(&format!("seed = {seed}")), "{config}");
+        let row = stdout.lines().find(|l| l.starts_with(&name)).unwrap();
+        // intactness, then protected final, mean, original, scratch of the one strategy
+        let figures: Vec<f64> = row
+            .split_whitespace()
+            .skip(1)
+            .map(|v| v.parse().unwrap())
+            .collect();
+        assert_eq!(figures.len(), 5, "{row}");
+        assert!(figures.iter().all(|v| (0.0..=1.0).contains(v)), "{row}");
+    }
+    assert!(stdout.lines().any(|l| l.starts_with("mean ")), "{stdout}");
+
+    let out = workbench()
+        .args([
+            "sweep",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/presets/quick.toml"),
+        ])
+        .args(["--vary", "sophon.inner_steps=2,0"])
+        .arg("--runs-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("sophon.inner_steps=0"), "{err}");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        2,
+        "nothing ran"
+    );
+}

@@ -1,0 +1,222 @@
+//! Sweeps: a grid of preset fields, each point a copy of one experiment with those fields set
+//! (the same dotted paths as `--set`), run one after another. The window's Sweep dialog and the
+//! `sweep` command both expand their grid here, and the command reports the results as a table.
+
+use crate::config::{ExperimentConfig, Start};
+use crate::sophon::experiment::Summary;
+
+/// The knobs the window offers: dotted preset path and a label. The command line takes any path.
+pub const KNOBS: [(&str, &str); 7] = [
+    ("sophon.fts_loops", "ℓ_FTS"),
+    ("sophon.ntr_loops", "ℓ_NTR"),
+    ("sophon.alpha", "α"),
+    ("sophon.beta", "β"),
+    ("sophon.inner_steps", "K"),
+    ("sophon.outer_iterations", "outer iterations"),
+    ("seed", "seed"),
+];
+
+/// One varied field: its dotted path and the values it takes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Axis {
+    pub path: String,
+    pub values: Vec<String>,
+}
+
+impl Axis {
+    /// `path` with values separated by commas or spaces; an error names the path when none is
+    /// given.
+    pub fn new(path: &str, values: &str) -> Result<Self, String> {
+        let values: Vec<String> = values
+            .split([',', ' '])
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if values.is_empty() {
+            return Err(format!("{path}: give at least one value"));
+        }
+        Ok(Self {
+            path: path.to_owned(),
+            values,
+        })
+    }
+
+    /// `PATH=V1,V2,...`, as `sweep --vary` takes it.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let (path, values) = text
+            .split_once('=')
+            .ok_or_else(|| format!("{text}: expected PATH=V1,V2,..."))?;
+        Self::new(path.trim(), values)
+    }
+
+    /// The last part of the path, for run names (`sophon.alpha` → `alpha`).
+    fn short(&self) -> &str {
+        self.path.rsplit('.').next().unwrap_or(&self.path)
+    }
+}
+
+/// Every point of the grid (the first axis varies slowest), each named
+/// `<base name>-<field><value>...`, or the first problem, naming the fields and values.
+pub fn expand(base: &ExperimentConfig, axes: &[Axis]) -> Result<Vec<ExperimentConfig>, String> {
+    let text = base.to_toml();
+    let mut points: Vec<Vec<(&Axis, &String)>> = vec![Vec::new()];
+    for axis in axes {
+        points = points
+            .into_iter()
+            .flat_map(|p| {
+                axis.values.iter().map(move |v| {
+                    let mut p = p.clone();
+                    p.push((axis, v));
+                    p
+                })
+            })
+            .collect();
+    }
+    points
+        .into_iter()
+        .map(|point| {
+            let mut sets: Vec<String> = point
+                .iter()
+                .map(|(a, v)| format!("{}={v}", a.path))
+                .collect();
+            let what = sets.join(", ");
+            let name: String = point
+                .iter()
+                .map(|(a, v)| format!("-{}{v}", a.short()))
+                .collect();
+            sets.push(format!("name=\"{}{name}\"", base.name));
+            ExperimentConfig::from_toml(&text, "sweep", &sets).map_err(|e| format!("{what}: {e}"))
+        })
+        .collect()
+}
+
+/// The sweep's results as a table: one row per run (intactness after SOPHON, then for each
+/// attacker strategy the protected model's final / mean restricted measure, and the original's
+/// and scratch model's final), and, with more than one run, a row of means over the runs.
+pub fn report(runs: &[(String, Summary)]) -> String {
+    let strategies: Vec<&str> = runs
+        .first()
+        .map(|(_, s)| {
+            let mut names: Vec<&str> = Vec::new();
+            for a in &s.attack {
+                if !names.contains(&a.strategy.as_str()) {
+                    names.push(&a.strategy);
+                }
+            }
+            names
+        })
+        .unwrap_or_default();
+    let name_width = runs.iter().map(|(n, _)| n.len()).max().unwrap_or(3).max(4);
+    const GROUP: [&str; 4] = ["protected", "p. mean", "original", "scratch"];
+    let group_width = GROUP.len() * 10;
+    let mut header = format!("{:<name_width$}  {:>10}", "", "");
+    let mut sub = format!("{:<name_width$}  {:>10}", "run", "intactness");
+    for s in &strategies {
+        header.push_str(&format!(
+            "  {:<group_width$}",
+            format!("{s}, after the attack:")
+        ));
+        for g in GROUP {
+            sub.push_str(&format!("{g:>10}"));
+        }
+        sub.push_str("  ");
+    }
+    let line = |name: &str, row: &[f64]| {
+        let mut line = format!("{name:<name_width$}  {}", cell(row[0], 10));
+        for chunk in row[1..].chunks(GROUP.len()) {
+            line.push_str("  ");
+            for v in chunk {
+                line.push_str(&cell(*v, 10));
+            }
+        }
+        line
+    };
+    let mut lines = vec![header.trim_end().to_owned(), sub.trim_end().to_owned()];
+    let mut sums = vec![0.0; 1 + GROUP.len() * strategies.len()];
+    for (name, summary) in runs {
+        let row = row(summary, &strategies);
+        lines.push(line(name, &row));
+        for (s, v) in sums.iter_mut().zip(row) {
+            *s += v;
+        }
+    }
+    if runs.len() > 1 {
+        let mean: Vec<f64> = sums.iter().map(|s| s / runs.len() as f64).collect();
+        lines.push(line("mean", &mean));
+    }
+    lines.join("\n")
+}
+
+/// One run's figures: intactness, then per strategy protected final, protected mean, original
+/// final, scratch final (NaN where missing, e.g. a run without SOPHON).
+fn row(summary: &Summary, strategies: &[&str]) -> Vec<f64> {
+    let intactness = summary
+        .sophon
+        .as_ref()
+        .map_or(f64::NAN, |s| s.scores.original);
+    let find = |strategy: &str, start: Start| {
+        summary
+            .attack
+            .iter()
+            .find(|a| a.strategy == strategy && a.start == start)
+    };
+    let mut row = vec![intactness];
+    for s in strategies {
+        let protected = find(s, Start::Protected);
+        row.push(protected.map_or(f64::NAN, |a| a.final_score));
+        row.push(protected.map_or(f64::NAN, |a| a.mean));
+        row.push(find(s, Start::Original).map_or(f64::NAN, |a| a.final_score));
+        row.push(find(s, Start::Scratch).map_or(f64::NAN, |a| a.final_score));
+    }
+    row
+}
+
+fn cell(v: f64, width: usize) -> String {
+    if v.is_nan() {
+        format!("{:>width$}", "-")
+    } else {
+        format!("{v:>width$.3}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn quick() -> ExperimentConfig {
+        ExperimentConfig::from_toml(crate::QUICK_PRESET, "quick", &[]).unwrap()
+    }
+
+    #[test]
+    fn a_grid_of_two_axes_gives_every_combination_named_after_its_values() {
+        let axes = [
+            Axis::parse("seed=1,2").unwrap(),
+            Axis::parse("sophon.alpha=1e-3 5e-4").unwrap(),
+        ];
+        let runs = expand(&quick(), &axes).unwrap();
+        let got: Vec<(u64, f64, &str)> = runs
+            .iter()
+            .map(|c| (c.seed, c.sophon.as_ref().unwrap().alpha, c.name.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (1, 1e-3, "quick-seed1-alpha1e-3"),
+                (1, 5e-4, "quick-seed1-alpha5e-4"),
+                (2, 1e-3, "quick-seed2-alpha1e-3"),
+                (2, 5e-4, "quick-seed2-alpha5e-4"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_bad_axis_names_its_field_and_value() {
+        assert!(Axis::parse("seed").unwrap_err().contains("PATH=V1,V2"));
+        assert!(Axis::parse("seed=").unwrap_err().contains("seed"));
+        let err = expand(&quick(), &[Axis::parse("sophon.inner_steps=4,0").unwrap()]).unwrap_err();
+        assert!(err.contains("sophon.inner_steps=0"), "{err}");
+        let err = expand(&quick(), &[Axis::parse("sophon.no_such=1").unwrap()]).unwrap_err();
+        assert!(err.contains("no_such"), "{err}");
+    }
+}

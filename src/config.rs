@@ -12,10 +12,12 @@ use crate::sophon::config::SophonConfig;
 /// An error in an experiment description. Its message names the file or the field.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{}: cannot read: {source}", path.display())]
+    /// (The I/O error is part of the message, not a `source`, so a report that prints the
+    /// chain does not say it twice.)
+    #[error("{}: cannot read: {error}", path.display())]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{origin}: {message}")]
     Parse { origin: String, message: String },
@@ -573,12 +575,12 @@ fn at_most(field: &str, v: usize, max: usize) -> Result<(), ConfigError> {
 
 impl ExperimentConfig {
     /// Read, override (`key=value` dotted paths) and validate a preset. Relative file paths in
-    /// it (data sets, `pretrain.load`) are resolved against the preset's folder, so a preset
+    /// it (data sets, `pretrain.load`, `sophon.load`) are resolved against the preset's folder, so a preset
     /// works from any working directory and the resolved config names absolute paths.
     pub fn load(path: &Path, overrides: &[String]) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         let mut config = Self::from_toml(&text, &path.display().to_string(), overrides)?;
         let base = path.parent().unwrap_or(Path::new("."));
@@ -601,6 +603,9 @@ impl ExperimentConfig {
             }
         }
         if let Some(p) = &mut self.pretrain.load {
+            fix(p);
+        }
+        if let Some(p) = self.sophon.as_mut().and_then(|s| s.load.as_mut()) {
             fix(p);
         }
     }

@@ -70,6 +70,20 @@ enum Cmd {
         #[arg(long, default_value = "auto", value_parser = parse_backend)]
         backend: BackendChoice,
     },
+    /// Attack a finished run's models again (other strategies, more epochs) without repeating
+    /// pre-training and SOPHON; writes a new run folder.
+    Eval {
+        /// The run folder (its config.toml and checkpoints/pretrained.bpk, protected.bpk).
+        dir: PathBuf,
+        /// Override a field of the run's config, e.g. --set evaluation.strategies.0.epochs=30
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// The run folder to write (default: runs/<name>-eval-<UTC time>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long, default_value = "auto", value_parser = parse_backend)]
+        backend: BackendChoice,
+    },
     /// Continue a stopped run from its last checkpoint, in the same run folder.
     Resume {
         /// The run folder.
@@ -141,6 +155,15 @@ fn main() -> ExitCode {
             backend,
         }) => load_preset(preset.as_ref(), &set)
             .and_then(|config| sweep(&config, &vary, backend, &runs_dir)),
+        Some(Cmd::Eval {
+            dir,
+            set,
+            out,
+            backend,
+        }) => eval_config(&dir, &set).and_then(|config| {
+            let out = out.map_or(OutDir::In(PathBuf::from("runs")), OutDir::Exact);
+            run_headless(config, backend, Some(out), false).map(|_| ())
+        }),
         Some(Cmd::Resume { dir, backend }) => ExperimentConfig::load(&dir.join("config.toml"), &[])
             .map_err(anyhow::Error::from)
             .and_then(|config| {
@@ -241,6 +264,29 @@ fn show_backends() -> Result<()> {
     let auto = run::backend::select(BackendChoice::Auto).map_err(anyhow::Error::msg)?;
     println!("auto picks: {} ({})", auto.name, auto.reason);
     Ok(())
+}
+
+/// A finished run's experiment with its models loaded instead of trained: pre-training and
+/// SOPHON are skipped and only the attacker evaluation runs.
+fn eval_config(dir: &std::path::Path, set: &[String]) -> Result<ExperimentConfig> {
+    let mut config = ExperimentConfig::load(&dir.join("config.toml"), set)?;
+    let checkpoint = |name: &str, phase: &str| {
+        let path = dir.join("checkpoints").join(format!("{name}.bpk"));
+        if path.is_file() {
+            Ok(path)
+        } else {
+            Err(anyhow::anyhow!(
+                "{}: not found (the run did not finish {phase})",
+                path.display()
+            ))
+        }
+    };
+    config.pretrain.load = Some(checkpoint("pretrained", "pre-training")?);
+    if let Some(sophon) = &mut config.sophon {
+        sophon.load = Some(checkpoint("protected", "SOPHON")?);
+    }
+    config.name = format!("{}-eval", config.name);
+    Ok(config)
 }
 
 /// Every run of the grid, one after another; a failed run is reported and the sweep goes on.
@@ -402,7 +448,15 @@ fn print_summary(s: &Summary) {
             scores_line(&p.scores, "before fine-tuning")
         );
     }
-    if let Some(p) = &s.sophon {
+    if let Some(p) = &s.sophon
+        && let Some(path) = &p.settings.load
+    {
+        println!(
+            "protected (loaded from {}): {}",
+            path.display(),
+            scores_line(&p.scores, "before fine-tuning")
+        );
+    } else if let Some(p) = &s.sophon {
         println!(
             "protected ({} outer iterations): {}, last probe {:.4}{}",
             p.iterations,

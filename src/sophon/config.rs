@@ -1,5 +1,7 @@
 //! The `[sophon]` section of a preset: every knob of SOPHON.md.
 
+use std::path::PathBuf;
+
 use serde::{Deserialize, Serialize};
 
 use crate::config::{ConfigError, OptimizerConfig, OptimizerKind, Task};
@@ -180,6 +182,10 @@ pub struct SophonConfig {
     /// Write a resumable checkpoint every this many outer iterations (0: only at the end).
     #[serde(default)]
     pub checkpoint_every: usize,
+    /// Skip the outer loop: load this protected model (a `.bpk` written by an earlier run, e.g.
+    /// its `checkpoints/protected.bpk`) and go straight to the attacker evaluation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<PathBuf>,
 }
 
 fn default_clip() -> f64 {

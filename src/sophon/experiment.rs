@@ -230,6 +230,38 @@ fn run_task<M: Protectable>(
 
     // SOPHON.
     let protected = match &config.sophon {
+        Some(sophon) if sophon.load.is_some() => {
+            let path = sophon.load.as_deref().expect("matched Some");
+            let t = Instant::now();
+            let protected = load_model(&model, path).map_err(EngineError::Model)?;
+            monitor
+                .save_model("protected", &protected)
+                .map_err(EngineError::Model)?;
+            let scores = scores(
+                &protected,
+                &ctx,
+                "protected",
+                0,
+                config,
+                (original, restricted),
+                devices,
+                monitor,
+            );
+            monitor.log(&format!(
+                "protected model loaded from {}: original {label} {:.4}, restricted {label} (no fine-tuning) {:.4}",
+                path.display(),
+                scores.original,
+                scores.restricted
+            ));
+            summary.sophon = Some(SophonSummary {
+                scores,
+                iterations: 0,
+                guard_triggered: false,
+                settings: sophon.clone(),
+                seconds: t.elapsed().as_secs_f64(),
+            });
+            Some(protected)
+        }
         Some(sophon) => {
             let (protected, s) = protect::protect(
                 model.clone(),

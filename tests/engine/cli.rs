@@ -55,6 +55,43 @@ fn run_writes_a_complete_run_folder_and_exits_zero() {
         config.contains("train = 1500"),
         "the resolved config holds the overrides"
     );
+
+    // `eval` attacks the run's models again, without pre-training or SOPHON: with the same
+    // strategies it gives the same figures; the run folder it writes names the loaded models.
+    let again = dir.path().join("again");
+    let status = workbench()
+        .arg("eval")
+        .arg(&out)
+        .args(["--backend", "flex", "--out"])
+        .arg(&again)
+        .output()
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let evaluated: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(again.join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(evaluated["sophon"]["iterations"], 0);
+    assert!(
+        evaluated["sophon"]["settings"]["load"]
+            .as_str()
+            .unwrap()
+            .ends_with("checkpoints/protected.bpk")
+    );
+    assert_eq!(
+        evaluated["sophon"]["original_acc"],
+        summary["sophon"]["original_acc"]
+    );
+    assert_eq!(evaluated["attack"], summary["attack"]);
+    assert!(
+        !std::fs::read_to_string(again.join("metrics.jsonl"))
+            .unwrap()
+            .contains("pretrain/loss"),
+        "no pre-training"
+    );
 }
 
 #[test]

@@ -6,36 +6,45 @@ fn workbench() -> Command {
     Command::new(env!("CARGO_BIN_EXE_sophon-workbench"))
 }
 
+/// Run `command`, which must exit 0; its standard output.
+fn succeed(command: &mut Command) -> String {
+    let out = command.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn read_summary(run: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap()
+}
+
 #[test]
 fn run_writes_a_complete_run_folder_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("quick");
-    let status = workbench()
-        .args([
-            "run",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/presets/quick.toml"),
-            "--backend",
-            "flex",
-        ])
-        .arg("--out")
-        .arg(&out)
-        .args(["--set", "original.train=1500", "--set", "pretrain.epochs=3"])
-        .args([
-            "--set",
-            "restricted.train=300",
-            "--set",
-            "evaluation.strategies.0.epochs=1",
-        ])
-        .args(["--set", "sophon.outer_iterations=2"])
-        .output()
-        .unwrap();
-    assert!(
-        status.status.success(),
-        "{}",
-        String::from_utf8_lossy(&status.stderr)
+    succeed(
+        workbench()
+            .args([
+                "run",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/presets/quick.toml"),
+                "--backend",
+                "flex",
+            ])
+            .arg("--out")
+            .arg(&out)
+            .args(["--set", "original.train=1500", "--set", "pretrain.epochs=3"])
+            .args([
+                "--set",
+                "restricted.train=300",
+                "--set",
+                "evaluation.strategies.0.epochs=1",
+            ])
+            .args(["--set", "sophon.outer_iterations=2"]),
     );
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let summary = read_summary(&out);
     assert_eq!(summary["status"], "finished");
     assert!(summary["pretrain"]["original_acc"].as_f64().unwrap() > 0.2);
     let attacks = summary["attack"].as_array().unwrap();
@@ -59,21 +68,14 @@ fn run_writes_a_complete_run_folder_and_exits_zero() {
     // `eval` attacks the run's models again, without pre-training or SOPHON: with the same
     // strategies it gives the same figures; the run folder it writes names the loaded models.
     let again = dir.path().join("again");
-    let status = workbench()
-        .arg("eval")
-        .arg(&out)
-        .args(["--backend", "flex", "--out"])
-        .arg(&again)
-        .output()
-        .unwrap();
-    assert!(
-        status.status.success(),
-        "{}",
-        String::from_utf8_lossy(&status.stderr)
+    succeed(
+        workbench()
+            .arg("eval")
+            .arg(&out)
+            .args(["--backend", "flex", "--out"])
+            .arg(&again),
     );
-    let evaluated: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(again.join("summary.json")).unwrap())
-            .unwrap();
+    let evaluated = read_summary(&again);
     assert_eq!(evaluated["sophon"]["iterations"], 0);
     assert!(
         evaluated["sophon"]["settings"]["load"]
@@ -127,32 +129,26 @@ fn errors_exit_non_zero_with_one_line_naming_the_problem() {
 #[test]
 fn sweep_runs_every_point_of_the_grid_and_tabulates_them() {
     let dir = tempfile::tempdir().unwrap();
-    let out = workbench()
-        .args([
-            "sweep",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/presets/quick.toml"),
-            "--backend",
-            "flex",
-            "--vary",
-            "seed=3,4",
-        ])
-        .args(["--set", "original.train=600", "--set", "pretrain.epochs=1"])
-        .args([
-            "--set",
-            "restricted.train=200",
-            "--set",
-            "sophon.outer_iterations=1",
-        ])
-        .args(["--set", "evaluation.strategies.0.epochs=1"])
-        .arg("--runs-dir")
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = succeed(
+        workbench()
+            .args([
+                "sweep",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/presets/quick.toml"),
+                "--backend",
+                "flex",
+                "--vary",
+                "seed=3,4",
+            ])
+            .args(["--set", "original.train=600", "--set", "pretrain.epochs=1"])
+            .args([
+                "--set",
+                "restricted.train=200",
+                "--set",
+                "sophon.outer_iterations=1",
+            ])
+            .args(["--set", "evaluation.strategies.0.epochs=1"])
+            .arg("--runs-dir")
+            .arg(dir.path()),
     );
     let folders: Vec<String> = std::fs::read_dir(dir.path())
         .unwrap()

@@ -457,8 +457,12 @@ fn print_summary(s: &Summary) {
             scores_line(&p.scores, "before fine-tuning")
         );
     } else if let Some(p) = &s.sophon {
+        let which = match p.selected_iteration {
+            Some(it) => format!(", the model of iteration {it} kept by model selection"),
+            None => String::new(),
+        };
         println!(
-            "protected ({} outer iterations): {}, last probe {:.4}{}",
+            "protected ({} outer iterations{which}): {}, probe {:.4}{}",
             p.iterations,
             scores_line(&p.scores, "before fine-tuning"),
             p.scores.probe.unwrap_or(f64::NAN),

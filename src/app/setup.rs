@@ -659,6 +659,7 @@ fn default_sophon() -> SophonConfig {
         },
         guard: None,
         checkpoint_every: 0,
+        select: None,
         load: None,
     }
 }

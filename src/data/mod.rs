@@ -99,6 +99,18 @@ impl ImageSet {
         self.labels.push(label);
     }
 
+    /// The first `len − n` images and the last `n` (a held-out part).
+    pub fn split_last(&self, n: usize) -> (Self, Self) {
+        let at = self.len().saturating_sub(n);
+        let mut head = self.clone();
+        head.truncate(at);
+        let mut tail = Self::empty(&self.name, self.channels, self.height, self.width, self.classes);
+        for i in at..self.len() {
+            tail.push(self.image(i), self.labels[i]);
+        }
+        (head, tail)
+    }
+
     /// Keep at most `n` images (the first ones).
     pub fn truncate(&mut self, n: usize) {
         if n < self.len() {

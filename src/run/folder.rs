@@ -19,7 +19,8 @@ use crate::sophon::task::{SampleGrid, SaveModel};
 /// `checkpoints/sophon-state.json`: the last complete SOPHON checkpoint.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct SophonState {
-    /// The folder under `checkpoints/` holding model.bpk, fts-optim.bpk and ntr-optim.bpk.
+    /// The folder under `checkpoints/` holding model.bpk, fts-optim.bpk and ntr-optim.bpk
+    /// (and selected.bpk with model selection).
     dir: String,
     progress: Progress,
 }
@@ -210,6 +211,11 @@ impl RunFolder {
         ck.ntr_optim
             .save(dir.join("ntr-optim.bpk"))
             .map_err(|e| fail("NTR optimizer", &e))?;
+        if let Some(selected) = ck.selected {
+            selected
+                .save_to(&dir.join("selected.bpk"))
+                .map_err(|e| fail("selected model", &e))?;
+        }
         let state = SophonState {
             dir: name.clone(),
             progress: ck.progress.clone(),
@@ -249,6 +255,10 @@ impl RunFolder {
                     model: dir.join("model.bpk"),
                     fts_optim: optim(fts, "fts-optim.bpk")?,
                     ntr_optim: optim(ntr, "ntr-optim.bpk")?,
+                    selected: state
+                        .progress
+                        .selected
+                        .map(|_| dir.join("selected.bpk")),
                     progress: state.progress,
                 })
             }

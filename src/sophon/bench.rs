@@ -41,6 +41,7 @@ pub fn bench_config(k: usize) -> SophonConfig {
         },
         guard: None,
         checkpoint_every: 0,
+        select: None,
         load: None,
     }
 }

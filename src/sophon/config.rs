@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::task::Metric;
 use crate::config::{ConfigError, OptimizerConfig, OptimizerKind, Task};
 
 /// The suppression loss L_α minimised on the query part of each simulated fine-tuning step.
@@ -99,6 +100,33 @@ pub struct ProbeConfig {
     pub batch_size: usize,
 }
 
+/// Model selection: hand on the best evaluated model instead of the last one. SOPHON's outer
+/// loop oscillates (intactness and the probe swing between evaluations), so where it stops is
+/// partly luck; the reference code saves a checkpoint at each evaluation, named by both
+/// measures, for a person to pick from. This picks, on data the final evaluation never uses.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SelectConfig {
+    /// Restricted-domain training images held out of the probe's fine-tuning (the last ones);
+    /// the probe is scored on them instead of on the test set, so choosing by the probe never
+    /// looks at test data.
+    pub holdout: usize,
+    /// How far the original-domain measure may fall behind the pre-trained model's for a model
+    /// to be chosen: accuracy points for a classifier (0.05), a fraction of its ε-MSE for a
+    /// denoiser (0.1 = 10 % higher).
+    pub tolerance: f64,
+}
+
+impl SelectConfig {
+    /// Whether an original-domain `score` is close enough to the pre-trained model's.
+    pub fn keeps_intactness(&self, metric: Metric, pretrained: f64, score: f64) -> bool {
+        match metric {
+            Metric::Acc => score >= pretrained - self.tolerance,
+            Metric::Mse => score <= pretrained * (1.0 + self.tolerance),
+        }
+    }
+}
+
 /// The intactness guard: after an outer iteration whose original-domain accuracy fell below
 /// `min_original_acc` (classification) or whose original-domain ε-MSE rose above
 /// `max_original_mse` (denoising), roll back to the start of that iteration and stop.
@@ -182,6 +210,9 @@ pub struct SophonConfig {
     /// Write a resumable checkpoint every this many outer iterations (0: only at the end).
     #[serde(default)]
     pub checkpoint_every: usize,
+    /// Hand on the best evaluated model instead of the last one (off when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub select: Option<SelectConfig>,
     /// Skip the outer loop: load this protected model (a `.bpk` written by an earlier run, e.g.
     /// its `checkpoints/protected.bpk`) and go straight to the attacker evaluation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -269,6 +300,17 @@ impl SophonConfig {
                 f("probe.steps"),
                 "probe steps and batch_size must be at least 1",
             ));
+        }
+        if let Some(select) = &self.select {
+            if select.holdout == 0 {
+                return Err(invalid(
+                    f("select.holdout"),
+                    "must be at least 1: the probe that picks the model is scored on held-out training images",
+                ));
+            }
+            if !(select.tolerance >= 0.0 && select.tolerance.is_finite()) {
+                return Err(invalid(f("select.tolerance"), "must be ≥ 0"));
+            }
         }
         Ok(())
     }

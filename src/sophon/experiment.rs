@@ -173,6 +173,17 @@ fn run_task<M: Protectable>(
     let classes = summary.classes;
     let ctx = M::context(config);
     let label = M::METRIC.label();
+    if let Some(select) = config.sophon.as_ref().and_then(|s| s.select.as_ref())
+        && select.holdout >= restricted.train.len()
+    {
+        return Err(DataError::Invalid(format!(
+            "sophon.select.holdout = {}: the restricted training set ({}) has only {} images, and the probe needs some of them to fine-tune on",
+            select.holdout,
+            restricted.train.name,
+            restricted.train.len()
+        ))
+        .into());
+    }
 
     // Pre-training on the original domain (or a checkpoint, or the run being resumed).
     let skeleton: M = fresh_model(config, classes, config.seed, devices);
@@ -257,6 +268,7 @@ fn run_task<M: Protectable>(
                 scores,
                 iterations: 0,
                 guard_triggered: false,
+                selected_iteration: None,
                 settings: sophon.clone(),
                 seconds: t.elapsed().as_secs_f64(),
             });

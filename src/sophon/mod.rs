@@ -85,13 +85,17 @@ pub fn load_model<M: burn::module::Module>(
 }
 
 impl protect::Resume<PathBuf> {
-    /// Load the checkpoint's model into a copy of `skeleton`.
+    /// Load the checkpoint's models into copies of `skeleton`.
     pub fn load<M: burn::module::Module>(self, skeleton: &M) -> Result<protect::Resume<M>, String> {
         Ok(protect::Resume {
             model: load_model(skeleton, &self.model)?,
             fts_optim: self.fts_optim,
             ntr_optim: self.ntr_optim,
             progress: self.progress,
+            selected: match &self.selected {
+                Some(path) => Some(load_model(skeleton, path)?),
+                None => None,
+            },
         })
     }
 }

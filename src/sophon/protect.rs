@@ -7,9 +7,9 @@ use std::time::Instant;
 use burn::optim::ModuleOptimizer;
 use serde::{Deserialize, Serialize};
 
-use super::config::{ProbeConfig, SophonConfig};
+use super::config::{ProbeConfig, SelectConfig, SophonConfig};
 use super::fts::{fts_step, sample_batch};
-use super::task::{Protectable, SaveModel, Scores, show_samples};
+use super::task::{Metric, Protectable, SaveModel, Scores, show_samples};
 use super::train::train_step;
 use super::{Devices, Interrupted, LiveUpdate, Monitor};
 use crate::config::{Layers, OptimizerConfig, OptimizerKind};
@@ -32,6 +32,21 @@ pub struct Progress {
     pub original_score: f64,
     #[serde(alias = "probe_restricted_acc")]
     pub probe_score: f64,
+    /// The pre-trained model's original-domain measure (iteration 0's evaluation), which model
+    /// selection compares against.
+    #[serde(default)]
+    pub pretrained_score: Option<f64>,
+    /// With model selection: the best evaluation so far (its model is in the checkpoint).
+    #[serde(default)]
+    pub selected: Option<Selected>,
+}
+
+/// The evaluation model selection keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Selected {
+    pub iteration: usize,
+    pub original_score: f64,
+    pub probe_score: f64,
 }
 
 impl Progress {
@@ -45,6 +60,8 @@ impl Progress {
             eval_every: config.eval_every,
             original_score: f64::NAN,
             probe_score: f64::NAN,
+            pretrained_score: None,
+            selected: None,
         }
     }
 }
@@ -55,6 +72,8 @@ pub struct Checkpoint<'a> {
     pub fts_optim: &'a ModuleOptimizer,
     pub ntr_optim: &'a ModuleOptimizer,
     pub progress: &'a Progress,
+    /// With model selection: the best evaluated model so far.
+    pub selected: Option<&'a dyn SaveModel>,
 }
 
 /// A checkpoint read back, to continue from.
@@ -63,6 +82,8 @@ pub struct Resume<M> {
     pub fts_optim: ModuleOptimizer,
     pub ntr_optim: ModuleOptimizer,
     pub progress: Progress,
+    /// With model selection: the best evaluated model so far.
+    pub selected: Option<M>,
 }
 
 /// SOPHON's part of `summary.json`.
@@ -77,6 +98,9 @@ pub struct SophonSummary {
     pub iterations: usize,
     /// The intactness guard rolled the last iteration back and stopped SOPHON.
     pub guard_triggered: bool,
+    /// With model selection: the outer iteration whose model was handed on (`None`: the last).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selected_iteration: Option<usize>,
     /// The settings used (live changes applied: their history is in `metrics.jsonl`).
     pub settings: SophonConfig,
     pub seconds: f64,
@@ -88,7 +112,8 @@ pub fn optimizers() -> (ModuleOptimizer, ModuleOptimizer) {
     (super::optim::build(&adam), super::optim::build(&adam))
 }
 
-/// The restricted-domain test measure after a short fine-tune of a copy of `model`.
+/// The restricted-domain measure on `restricted.test` after a short fine-tune of a copy of
+/// `model` on `restricted.train`.
 #[allow(clippy::too_many_arguments)]
 pub fn probe<M: Protectable>(
     model: &M,
@@ -125,6 +150,9 @@ struct EvalContext<'a, M: Protectable> {
     ctx: &'a M::Context,
     original: &'a Domain,
     restricted: &'a Domain,
+    /// What the probe fine-tunes on and is scored on: the restricted domain, or with model
+    /// selection its training set split into a fine-tuning part and a held-out part.
+    probe_data: &'a Domain,
     config: &'a SophonConfig,
     eval_batch: usize,
     seed: u64,
@@ -151,7 +179,7 @@ impl<M: Protectable> EvalContext<'_, M> {
         p.probe_score = probe(
             model,
             self.ctx,
-            self.restricted,
+            self.probe_data,
             &self.config.probe,
             self.eval_batch,
             self.seed,
@@ -215,18 +243,23 @@ pub fn protect<M: Protectable>(
     resume: Option<Resume<M>>,
 ) -> Result<(M, SophonSummary), Interrupted> {
     let started = Instant::now();
-    let (mut model, mut fts_optim, mut ntr_optim, mut p) = match resume {
-        Some(r) => (r.model, r.fts_optim, r.ntr_optim, r.progress),
+    let (mut model, mut fts_optim, mut ntr_optim, mut p, mut selected) = match resume {
+        Some(r) => (r.model, r.fts_optim, r.ntr_optim, r.progress, r.selected),
         None => {
             let (f, n) = optimizers();
-            (model, f, n, Progress::new(config))
+            (model, f, n, Progress::new(config), None)
         }
     };
     monitor.phase("sophon", config.outer_iterations);
+    let held_out = config.select.as_ref().map(|s| {
+        let (train, test) = restricted.train.split_last(s.holdout);
+        Domain { train, test }
+    });
     let eval = EvalContext::<M> {
         ctx,
         original,
         restricted,
+        probe_data: held_out.as_ref().unwrap_or(restricted),
         config,
         eval_batch,
         seed,
@@ -235,6 +268,7 @@ pub fn protect<M: Protectable>(
     if p.iteration == 0 {
         record_settings(monitor, &p, 0);
         eval.evaluate(&model, 0, &mut p, monitor);
+        p.pretrained_score = Some(p.original_score);
     }
     let mut guard_triggered = false;
     while p.iteration < config.outer_iterations {
@@ -299,6 +333,16 @@ pub fn protect<M: Protectable>(
 
         if it % p.eval_every == 0 || it == config.outer_iterations {
             eval.evaluate(&model, it, &mut p, monitor);
+            if let Some(select) = &config.select
+                && is_better::<M>(select, &p)
+            {
+                p.selected = Some(Selected {
+                    iteration: it,
+                    original_score: p.original_score,
+                    probe_score: p.probe_score,
+                });
+                selected = Some(model.attacker_copy(Layers::All, &devices.train));
+            }
             if let (Some(guard), Some(start)) = (&config.guard, rollback)
                 && guard.broken_by(p.original_score)
             {
@@ -314,11 +358,30 @@ pub fn protect<M: Protectable>(
         }
         p.iteration = it;
         if config.checkpoint_every > 0 && it % config.checkpoint_every == 0 {
-            save(monitor, &model, &fts_optim, &ntr_optim, &p);
+            save(monitor, &model, &fts_optim, &ntr_optim, &p, selected.as_ref());
         }
         monitor.step(it)?;
     }
-    save(monitor, &model, &fts_optim, &ntr_optim, &p);
+    save(monitor, &model, &fts_optim, &ntr_optim, &p, selected.as_ref());
+    let mut selected_iteration = None;
+    if let (Some(s), Some(best)) = (p.selected, selected) {
+        monitor.log(&format!(
+            "model selection: the model of iteration {} is handed on (original {} {:.4}, held-out probe {:.4}); the last one had {:.4} and {:.4}",
+            s.iteration,
+            M::METRIC.label(),
+            s.original_score,
+            s.probe_score,
+            p.original_score,
+            p.probe_score
+        ));
+        model = best;
+        // Measured again: the summary's figure is the handed-on model's own.
+        p.original_score = eval.intactness(&model);
+        p.probe_score = s.probe_score;
+        selected_iteration = Some(s.iteration);
+    } else if config.select.is_some() {
+        monitor.log("model selection: no evaluated model kept intactness within the tolerance; the last one is handed on");
+    }
     let mut settings = config.clone();
     settings.alpha = p.alpha;
     settings.beta = p.beta;
@@ -350,24 +413,43 @@ pub fn protect<M: Protectable>(
         scores,
         iterations: p.iteration,
         guard_triggered,
+        selected_iteration,
         settings,
         seconds: started.elapsed().as_secs_f64(),
     };
     Ok((model, summary))
 }
 
-fn save(
+/// Whether the evaluation just recorded in `p` beats the selected one: intactness within the
+/// tolerance of the pre-trained model's, and a better (for the defender) held-out probe.
+fn is_better<M: Protectable>(select: &SelectConfig, p: &Progress) -> bool {
+    let pretrained = p.pretrained_score.unwrap_or(f64::NAN);
+    if !select.keeps_intactness(M::METRIC, pretrained, p.original_score) {
+        return false;
+    }
+    match p.selected {
+        None => true,
+        Some(s) => match M::METRIC {
+            Metric::Acc => p.probe_score < s.probe_score,
+            Metric::Mse => p.probe_score > s.probe_score,
+        },
+    }
+}
+
+fn save<M: Protectable>(
     monitor: &mut dyn Monitor,
-    model: &dyn SaveModel,
+    model: &M,
     fts_optim: &ModuleOptimizer,
     ntr_optim: &ModuleOptimizer,
     progress: &Progress,
+    selected: Option<&M>,
 ) {
     let checkpoint = Checkpoint {
         model,
         fts_optim,
         ntr_optim,
         progress,
+        selected: selected.map(|m| m as &dyn SaveModel),
     };
     if let Err(e) = monitor.save_checkpoint(&checkpoint) {
         monitor.log(&format!("warning: checkpoint not saved: {e}"));

@@ -279,10 +279,9 @@ fn resumed_equals_uninterrupted(config: ExperimentConfig) {
     assert!(!a.is_empty());
     assert_eq!(a, b);
     let (sa, sb) = (read_summary(&full).unwrap(), read_summary(&cut).unwrap());
-    assert_eq!(
-        sa.sophon.as_ref().unwrap().scores,
-        sb.sophon.as_ref().unwrap().scores
-    );
+    let (pa, pb) = (sa.sophon.as_ref().unwrap(), sb.sophon.as_ref().unwrap());
+    assert_eq!(pa.scores, pb.scores);
+    assert_eq!(pa.selected_iteration, pb.selected_iteration);
     assert_eq!(sa.attack, sb.attack);
 }
 
@@ -296,6 +295,77 @@ fn a_resumed_run_reproduces_the_uninterrupted_metrics() {
         "sophon.eval_every=1",
         "evaluation.strategies.0.epochs=1",
     ]));
+}
+
+#[test]
+fn a_resumed_run_with_model_selection_keeps_the_selected_model() {
+    // Evaluations at 1 and 3, a checkpoint at 2: what iteration 1 selected must survive the
+    // stop (it is saved with the checkpoint).
+    resumed_equals_uninterrupted(small(&[
+        "model.kind=mlp",
+        "model.hidden=[32]",
+        "sophon.outer_iterations=4",
+        "sophon.eval_every=1",
+        "sophon.select={holdout=100, tolerance=1.0}",
+        "evaluation.strategies.0.epochs=1",
+    ]));
+}
+
+/// The evaluations of a run: (iteration, original accuracy, probe).
+fn evaluations(rec: &Recorder) -> Vec<(usize, f64, f64)> {
+    let series = |name: &str| -> Vec<(usize, f64)> {
+        rec.metrics
+            .iter()
+            .filter(|m| m.0 == name)
+            .map(|m| (m.1, m.2))
+            .collect()
+    };
+    series("sophon/original_acc")
+        .into_iter()
+        .zip(series("sophon/probe_restricted_acc"))
+        .map(|((i, o), (j, p))| {
+            assert_eq!(i, j);
+            (i, o, p)
+        })
+        .collect()
+}
+
+#[test]
+fn model_selection_hands_on_the_evaluation_with_the_lowest_probe_that_kept_intactness() {
+    let devices = Devices::new(Device::flex());
+    for tolerance in [1.0, 0.0] {
+        let config = small(&[
+            "sophon.outer_iterations=6",
+            "sophon.eval_every=1",
+            &format!("sophon.select={{holdout=100, tolerance={tolerance}}}"),
+            "evaluation.strategies.0.epochs=1",
+        ]);
+        let mut summary = experiment::Summary::default();
+        let mut rec = Recorder::default();
+        experiment::run(&config, &devices, &mut rec, &mut summary).unwrap();
+        let evals = evaluations(&rec);
+        assert_eq!(evals.len(), 7, "iteration 0 and six more");
+        let pretrained = evals[0].1;
+        let mut best: Option<(usize, f64, f64)> = None;
+        for &(it, original, probe) in &evals[1..] {
+            if original >= pretrained - tolerance && best.is_none_or(|b| probe < b.2) {
+                best = Some((it, original, probe));
+            }
+        }
+        let s = summary.sophon.unwrap();
+        match best {
+            Some((it, original, probe)) => {
+                assert_eq!(s.selected_iteration, Some(it), "tolerance {tolerance}");
+                // Measured again on the handed-on model: it is that iteration's model.
+                assert!((s.scores.original - original).abs() < 1e-9);
+                assert_eq!(s.scores.probe, Some(probe));
+            }
+            None => {
+                assert_eq!(s.selected_iteration, None, "tolerance {tolerance}");
+                assert_eq!(s.scores.original, evals[6].1, "the last model");
+            }
+        }
+    }
 }
 
 #[test]

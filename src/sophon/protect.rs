@@ -333,7 +333,12 @@ pub fn protect<M: Protectable>(
 
         if it % p.eval_every == 0 || it == config.outer_iterations {
             eval.evaluate(&model, it, &mut p, monitor);
+            let broken = config
+                .guard
+                .as_ref()
+                .is_some_and(|g| g.broken_by(p.original_score));
             if let Some(select) = &config.select
+                && !broken
                 && is_better::<M>(select, &p)
             {
                 p.selected = Some(Selected {

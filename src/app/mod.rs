@@ -476,6 +476,16 @@ impl Workbench {
         self.run.active = false;
         self.run.paused = false;
         self.run.ended = Some(how.into());
+        if let Some(it) = summary
+            .as_ref()
+            .and_then(|s| s.sophon.as_ref())
+            .and_then(|s| s.selected_iteration)
+        {
+            self.markers.push(Marker {
+                step: it as f64,
+                label: format!("model kept: iteration {it}"),
+            });
+        }
         self.run.summary = summary;
         self.push_log(format!("run {how}"));
         self.refresh_runs();
@@ -1032,9 +1042,16 @@ impl Workbench {
         if let Some(s) = &self.run.summary {
             ui.separator();
             ui.label(RichText::new("Result").strong());
+            let protected = match s.sophon.as_ref().and_then(|p| p.selected_iteration) {
+                Some(it) => format!("protected (iteration {it}, by model selection)"),
+                None => "protected".to_owned(),
+            };
             let scores = [
-                ("pre-trained", s.pretrain.as_ref().map(|p| &p.scores)),
-                ("protected", s.sophon.as_ref().map(|p| &p.scores)),
+                (
+                    "pre-trained".to_owned(),
+                    s.pretrain.as_ref().map(|p| &p.scores),
+                ),
+                (protected, s.sophon.as_ref().map(|p| &p.scores)),
             ];
             for (model, scores) in scores {
                 if let Some(p) = scores {

@@ -104,7 +104,13 @@ impl ImageSet {
         let at = self.len().saturating_sub(n);
         let mut head = self.clone();
         head.truncate(at);
-        let mut tail = Self::empty(&self.name, self.channels, self.height, self.width, self.classes);
+        let mut tail = Self::empty(
+            &self.name,
+            self.channels,
+            self.height,
+            self.width,
+            self.classes,
+        );
         for i in at..self.len() {
             tail.push(self.image(i), self.labels[i]);
         }

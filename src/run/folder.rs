@@ -255,10 +255,7 @@ impl RunFolder {
                     model: dir.join("model.bpk"),
                     fts_optim: optim(fts, "fts-optim.bpk")?,
                     ntr_optim: optim(ntr, "ntr-optim.bpk")?,
-                    selected: state
-                        .progress
-                        .selected
-                        .map(|_| dir.join("selected.bpk")),
+                    selected: state.progress.selected.map(|_| dir.join("selected.bpk")),
                     progress: state.progress,
                 })
             }

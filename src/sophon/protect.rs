@@ -363,11 +363,25 @@ pub fn protect<M: Protectable>(
         }
         p.iteration = it;
         if config.checkpoint_every > 0 && it % config.checkpoint_every == 0 {
-            save(monitor, &model, &fts_optim, &ntr_optim, &p, selected.as_ref());
+            save(
+                monitor,
+                &model,
+                &fts_optim,
+                &ntr_optim,
+                &p,
+                selected.as_ref(),
+            );
         }
         monitor.step(it)?;
     }
-    save(monitor, &model, &fts_optim, &ntr_optim, &p, selected.as_ref());
+    save(
+        monitor,
+        &model,
+        &fts_optim,
+        &ntr_optim,
+        &p,
+        selected.as_ref(),
+    );
     let mut selected_iteration = None;
     if let (Some(s), Some(best)) = (p.selected, selected) {
         monitor.log(&format!(

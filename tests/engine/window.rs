@@ -453,9 +453,13 @@ fn a_denoising_run_shows_sample_grids_with_a_step_slider() {
 
     // The quick denoising preset, started from the window.
     app = quick_app(runs.path());
-    app.config =
-        ExperimentConfig::from_toml(sophon_workbench::DENOISE_QUICK_PRESET, "denoise-quick", &[])
-            .unwrap();
+    // With model selection (any model qualifies), so the window shows which one was kept.
+    app.config = ExperimentConfig::from_toml(
+        sophon_workbench::DENOISE_QUICK_PRESET,
+        "denoise-quick",
+        &["sophon.select={holdout=100, tolerance=100.0}".into()],
+    )
+    .unwrap();
     let mut h = harness(app);
     h.step();
     assert!(
@@ -490,6 +494,28 @@ fn a_denoising_run_shows_sample_grids_with_a_step_slider() {
     assert!(
         h.query_all_by_label_contains("ε-MSE").next().is_some(),
         "the curves and the result speak of ε-MSE"
+    );
+    let kept = h
+        .state()
+        .run
+        .summary
+        .as_ref()
+        .unwrap()
+        .sophon
+        .as_ref()
+        .unwrap()
+        .selected_iteration;
+    let kept = kept.expect("a model within a tolerance of 100× is always kept");
+    assert!(
+        h.query_by_label_contains(&format!("protected (iteration {kept}, by model selection)"))
+            .is_some(),
+        "the result names the kept model"
+    );
+    assert!(
+        h.query_all_by_label(&format!("model kept: iteration {kept}"))
+            .next()
+            .is_some(),
+        "a marker on the curves shows it"
     );
 
     // Pick the SOPHON grids and move the slider to iteration 2: the grids and the cursor follow.

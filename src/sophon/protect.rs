@@ -363,25 +363,13 @@ pub fn protect<M: Protectable>(
         }
         p.iteration = it;
         if config.checkpoint_every > 0 && it % config.checkpoint_every == 0 {
-            save(
-                monitor,
-                &model,
-                &fts_optim,
-                &ntr_optim,
-                &p,
-                selected.as_ref(),
-            );
+            let optims = (&fts_optim, &ntr_optim);
+            save(monitor, &model, optims, &p, selected.as_ref());
         }
         monitor.step(it)?;
     }
-    save(
-        monitor,
-        &model,
-        &fts_optim,
-        &ntr_optim,
-        &p,
-        selected.as_ref(),
-    );
+    let optims = (&fts_optim, &ntr_optim);
+    save(monitor, &model, optims, &p, selected.as_ref());
     let mut selected_iteration = None;
     if let (Some(s), Some(best)) = (p.selected, selected) {
         monitor.log(&format!(
@@ -455,11 +443,11 @@ fn is_better<M: Protectable>(select: &SelectConfig, p: &Progress) -> bool {
     }
 }
 
+/// Write a resumable checkpoint (a failure is logged: the run goes on).
 fn save<M: Protectable>(
     monitor: &mut dyn Monitor,
     model: &M,
-    fts_optim: &ModuleOptimizer,
-    ntr_optim: &ModuleOptimizer,
+    (fts_optim, ntr_optim): (&ModuleOptimizer, &ModuleOptimizer),
     progress: &Progress,
     selected: Option<&M>,
 ) {

@@ -1,6 +1,6 @@
 //! Command line: with no subcommand the window opens (on the remembered experiment, else the
 //! built-in default); `run` executes a preset headless with a progress bar, `sweep` a grid of
-//! them with a table of results.
+//! them with a table of results, `eval` a finished run's attack again on its saved models.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

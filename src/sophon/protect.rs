@@ -348,9 +348,7 @@ pub fn protect<M: Protectable>(
                 });
                 selected = Some(model.attacker_copy(Layers::All, &devices.train));
             }
-            if let (Some(guard), Some(start)) = (&config.guard, rollback)
-                && guard.broken_by(p.original_score)
-            {
+            if broken && let (Some(guard), Some(start)) = (&config.guard, rollback) {
                 monitor.log(&format!(
                         "intactness guard: original {} {:.4} past {:.4} at iteration {it}; rolled back to its start and stopped",
                         M::METRIC.label(), p.original_score, guard.threshold()

@@ -5,6 +5,8 @@ use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
+use super::conv::conv_relu_pool;
+
 /// `cnn-small`: Conv 3×3 in→16 pad 1, ReLU, MaxPool 2, Conv 3×3 16→32 pad 1, ReLU, MaxPool 2,
 /// Flatten, Linear →128, ReLU, Linear →classes.
 #[derive(Module, Debug)]
@@ -41,10 +43,8 @@ impl CnnSmall {
 
     /// `[batch, c, h, w]` → `[batch, classes]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        let x = self
-            .pool
-            .forward(relu(super::conv::input_conv(&self.conv1, x)));
-        let x = self.pool.forward(relu(self.conv2.forward(x)));
+        let x = conv_relu_pool(&self.conv1, &self.pool, x);
+        let x = conv_relu_pool(&self.conv2, &self.pool, x);
         let x: Tensor<2> = x.flatten(1, 3);
         self.head.forward(relu(self.fc.forward(x)))
     }

@@ -1,0 +1,336 @@
+//! The convolution block's arithmetic on plain `f32` slices (NCHW, contiguous): a 3×3,
+//! stride-1, padding-1 convolution with bias, ReLU and a 2×2 max-pool, forward and backward.
+//!
+//! Per image: the input's 3×3 neighbourhoods as columns (`im2col`, `[in·9, h·w]`), one matrix
+//! product with the weight (`[out, in·9]`), then bias, ReLU and pooling in one pass that keeps,
+//! for each pooled value, which of its four inputs won (or that ReLU closed it). The backward
+//! routes the output gradient through those codes and takes the weight gradient and the input
+//! gradient as two more matrix products. Images run in parallel on rayon's pool (the one burn's
+//! flex backend uses); each matrix product is single-threaded.
+
+use rayon::prelude::*;
+
+/// The pooled value came from none of its window: every input was ≤ 0, so ReLU closed it.
+pub const CLOSED: u8 = 4;
+
+/// The sizes of one block's work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dims {
+    pub batch: usize,
+    pub c_in: usize,
+    pub c_out: usize,
+    /// Input height and width; both even.
+    pub h: usize,
+    pub w: usize,
+}
+
+impl Dims {
+    fn plane(&self) -> usize {
+        self.h * self.w
+    }
+    fn rows(&self) -> usize {
+        self.c_in * 9
+    }
+    /// Elements of one image's pooled output.
+    pub fn pooled(&self) -> usize {
+        self.c_out * (self.h / 2) * (self.w / 2)
+    }
+    /// Elements of one input image.
+    pub fn image(&self) -> usize {
+        self.c_in * self.plane()
+    }
+}
+
+/// `cols[(c·9 + ki·3 + kj), i·w + j] = x[c, i + ki − 1, j + kj − 1]`, zero outside the image.
+fn im2col(x: &[f32], d: &Dims, cols: &mut [f32]) {
+    let (h, w) = (d.h, d.w);
+    for c in 0..d.c_in {
+        let plane = &x[c * h * w..(c + 1) * h * w];
+        for k in 0..9 {
+            let (ki, kj) = (k / 3, k % 3);
+            let row = &mut cols[(c * 9 + k) * h * w..(c * 9 + k + 1) * h * w];
+            for i in 0..h {
+                let dst = &mut row[i * w..(i + 1) * w];
+                let Some(si) = (i + ki).checked_sub(1).filter(|&si| si < h) else {
+                    dst.fill(0.0);
+                    continue;
+                };
+                let src = &plane[si * w..(si + 1) * w];
+                match kj {
+                    0 => {
+                        dst[0] = 0.0;
+                        dst[1..].copy_from_slice(&src[..w - 1]);
+                    }
+                    1 => dst.copy_from_slice(src),
+                    _ => {
+                        dst[..w - 1].copy_from_slice(&src[1..]);
+                        dst[w - 1] = 0.0;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The adjoint of [`im2col`]: adds each column entry back onto the input position it came from.
+fn col2im_add(cols: &[f32], d: &Dims, dx: &mut [f32]) {
+    let (h, w) = (d.h, d.w);
+    for c in 0..d.c_in {
+        let plane = &mut dx[c * h * w..(c + 1) * h * w];
+        for k in 0..9 {
+            let (ki, kj) = (k / 3, k % 3);
+            let row = &cols[(c * 9 + k) * h * w..(c * 9 + k + 1) * h * w];
+            for i in 0..h {
+                let Some(si) = (i + ki).checked_sub(1).filter(|&si| si < h) else {
+                    continue;
+                };
+                let src = &row[i * w..(i + 1) * w];
+                let dst = &mut plane[si * w..(si + 1) * w];
+                let (dst, src) = match kj {
+                    0 => (&mut dst[..w - 1], &src[1..]),
+                    1 => (&mut dst[..], src),
+                    _ => (&mut dst[1..], &src[..w - 1]),
+                };
+                for (a, b) in dst.iter_mut().zip(src) {
+                    *a += b;
+                }
+            }
+        }
+    }
+}
+
+/// A strided `[m, k] · [k, n]` matrix operand: the slice and its row and column strides.
+#[derive(Clone, Copy)]
+struct Operand<'a> {
+    data: &'a [f32],
+    row_stride: usize,
+    col_stride: usize,
+}
+
+impl<'a> Operand<'a> {
+    fn rows(data: &'a [f32], width: usize) -> Self {
+        Self {
+            data,
+            row_stride: width,
+            col_stride: 1,
+        }
+    }
+    /// The transpose of a row-major matrix of `width` columns.
+    fn transposed(data: &'a [f32], width: usize) -> Self {
+        Self {
+            data,
+            row_stride: 1,
+            col_stride: width,
+        }
+    }
+}
+
+/// `dst[m, n] (+)= lhs[m, k] · rhs[k, n]`, `dst` row-major; adds onto `dst` when `accumulate`.
+fn matmul(dst: &mut [f32], [m, n, k]: [usize; 3], lhs: Operand, rhs: Operand, accumulate: bool) {
+    assert!(dst.len() >= m * n);
+    // The furthest element each operand's strides reach must lie inside its slice.
+    let reach = |o: &Operand, rows: usize, cols: usize| (rows - 1) * o.row_stride + (cols - 1) * o.col_stride;
+    assert!(reach(&lhs, m, k) < lhs.data.len() && reach(&rhs, k, n) < rhs.data.len());
+    // SAFETY: the asserts above keep every index the strides produce inside the slices, and
+    // `dst` is borrowed mutably, so it aliases neither operand.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.data.as_ptr(),
+            lhs.col_stride as isize,
+            lhs.row_stride as isize,
+            rhs.data.as_ptr(),
+            rhs.col_stride as isize,
+            rhs.row_stride as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+/// `maxpool2(relu(conv3x3(x) + bias))` and the routing codes its backward needs: for each pooled
+/// value, the window position (0–3, row-major) that won, or [`CLOSED`].
+pub fn forward(x: &[f32], weight: &[f32], bias: &[f32], d: Dims) -> (Vec<f32>, Vec<u8>) {
+    assert_eq!(x.len(), d.batch * d.image());
+    assert_eq!(weight.len(), d.c_out * d.rows());
+    assert_eq!(bias.len(), d.c_out);
+    assert!(d.h % 2 == 0 && d.w % 2 == 0 && d.w >= 2);
+    let mut y = vec![0.0; d.batch * d.pooled()];
+    let mut codes = vec![0; d.batch * d.pooled()];
+    y.par_chunks_mut(d.pooled())
+        .zip(codes.par_chunks_mut(d.pooled()))
+        .enumerate()
+        .for_each_init(
+            || (vec![0.0; d.rows() * d.plane()], vec![0.0; d.c_out * d.plane()]),
+            |(cols, z), (b, (y, codes))| {
+                im2col(&x[b * d.image()..(b + 1) * d.image()], &d, cols);
+                matmul(
+                    z,
+                    [d.c_out, d.plane(), d.rows()],
+                    Operand::rows(weight, d.rows()),
+                    Operand::rows(cols, d.plane()),
+                    false,
+                );
+                pool(z, bias, &d, y, codes);
+            },
+        );
+    (y, codes)
+}
+
+/// Bias, ReLU and 2×2 max-pooling of one image's convolution `z` (`[out, h·w]`).
+fn pool(z: &[f32], bias: &[f32], d: &Dims, y: &mut [f32], codes: &mut [u8]) {
+    let (w, hp, wp) = (d.w, d.h / 2, d.w / 2);
+    for (co, &b) in bias.iter().enumerate() {
+        let plane = &z[co * d.plane()..(co + 1) * d.plane()];
+        for pi in 0..hp {
+            let top = &plane[2 * pi * w..(2 * pi + 1) * w];
+            let bottom = &plane[(2 * pi + 1) * w..(2 * pi + 2) * w];
+            let out = co * hp * wp + pi * wp;
+            for pj in 0..wp {
+                let window = [top[2 * pj], top[2 * pj + 1], bottom[2 * pj], bottom[2 * pj + 1]];
+                let (mut best, mut at) = (window[0], 0);
+                for (k, &v) in window.iter().enumerate().skip(1) {
+                    if v > best {
+                        (best, at) = (v, k);
+                    }
+                }
+                let v = best + b;
+                if v > 0.0 {
+                    y[out + pj] = v;
+                    codes[out + pj] = at as u8;
+                } else {
+                    y[out + pj] = 0.0;
+                    codes[out + pj] = CLOSED;
+                }
+            }
+        }
+    }
+}
+
+/// The gradients of the block: of the input (when `input_grad`), of the weight and of the bias,
+/// from the output gradient `dy` and the forward's `codes`.
+pub fn backward(
+    x: &[f32],
+    weight: &[f32],
+    codes: &[u8],
+    dy: &[f32],
+    d: Dims,
+    input_grad: bool,
+) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
+    assert_eq!(codes.len(), d.batch * d.pooled());
+    assert_eq!(dy.len(), d.batch * d.pooled());
+    let zeros = || Partial::new(&d);
+    let image = |b: usize, acc: Partial, dx: Option<&mut [f32]>| {
+        acc.add_image(b, x, weight, codes, dy, &d, dx)
+    };
+    let sum = |a: Partial, b: Partial| a.merge(b);
+    if input_grad {
+        let mut dx = vec![0.0; d.batch * d.image()];
+        let acc = dx
+            .par_chunks_mut(d.image())
+            .enumerate()
+            .fold(zeros, |acc, (b, dx)| image(b, acc, Some(dx)))
+            .reduce(zeros, sum);
+        (Some(dx), acc.dw, acc.db)
+    } else {
+        let acc = (0..d.batch)
+            .into_par_iter()
+            .fold(zeros, |acc, b| image(b, acc, None))
+            .reduce(zeros, sum);
+        (None, acc.dw, acc.db)
+    }
+}
+
+/// One rayon job's weight and bias gradients and its scratch buffers.
+struct Partial {
+    dw: Vec<f32>,
+    db: Vec<f32>,
+    cols: Vec<f32>,
+    dz: Vec<f32>,
+}
+
+impl Partial {
+    fn new(d: &Dims) -> Self {
+        Self {
+            dw: vec![0.0; d.c_out * d.rows()],
+            db: vec![0.0; d.c_out],
+            cols: Vec::new(),
+            dz: Vec::new(),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn add_image(
+        mut self,
+        b: usize,
+        x: &[f32],
+        weight: &[f32],
+        codes: &[u8],
+        dy: &[f32],
+        d: &Dims,
+        dx: Option<&mut [f32]>,
+    ) -> Self {
+        self.cols.resize(d.rows() * d.plane(), 0.0);
+        self.dz.clear();
+        self.dz.resize(d.c_out * d.plane(), 0.0);
+        let (w, hp, wp) = (d.w, d.h / 2, d.w / 2);
+        let codes = &codes[b * d.pooled()..(b + 1) * d.pooled()];
+        let dy = &dy[b * d.pooled()..(b + 1) * d.pooled()];
+        for co in 0..d.c_out {
+            for pi in 0..hp {
+                for pj in 0..wp {
+                    let p = co * hp * wp + pi * wp + pj;
+                    let code = codes[p];
+                    if code == CLOSED {
+                        continue;
+                    }
+                    let (i, j) = (2 * pi + usize::from(code / 2), 2 * pj + usize::from(code % 2));
+                    self.dz[co * d.plane() + i * w + j] = dy[p];
+                    self.db[co] += dy[p];
+                }
+            }
+        }
+        im2col(&x[b * d.image()..(b + 1) * d.image()], d, &mut self.cols);
+        // dW [out, in·9] += dz [out, h·w] · colsᵀ [h·w, in·9]
+        matmul(
+            &mut self.dw,
+            [d.c_out, d.rows(), d.plane()],
+            Operand::rows(&self.dz, d.plane()),
+            Operand::transposed(&self.cols, d.plane()),
+            true,
+        );
+        if let Some(dx) = dx {
+            // dcols [in·9, h·w] = Wᵀ [in·9, out] · dz [out, h·w], then back onto the image;
+            // the columns' buffer is free again once the weight gradient has read it.
+            matmul(
+                &mut self.cols,
+                [d.rows(), d.plane(), d.c_out],
+                Operand::transposed(weight, d.rows()),
+                Operand::rows(&self.dz, d.plane()),
+                false,
+            );
+            col2im_add(&self.cols, d, dx);
+        }
+        self
+    }
+
+    fn merge(mut self, other: Self) -> Self {
+        for (a, b) in self.dw.iter_mut().zip(&other.dw) {
+            *a += b;
+        }
+        for (a, b) in self.db.iter_mut().zip(&other.db) {
+            *a += b;
+        }
+        self
+    }
+}

@@ -4,9 +4,12 @@
 
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::MaxPool2dConfig;
 use burn::prelude::Device;
+use burn::tensor::activation::relu;
 use burn::tensor::{Distribution, Tensor};
 use divan::Bencher;
+use sophon_workbench::model::conv::conv_relu_pool;
 use sophon_workbench::sophon::Devices;
 use sophon_workbench::sophon::bench::Pieces;
 
@@ -107,4 +110,35 @@ fn conv_forward_backward(bencher: Bencher, shape: (usize, usize, usize)) {
             .grad(&grads)
             .map(|g| g.sum().into_scalar::<f32>())
     });
+}
+
+fn block_forward_backward(bencher: Bencher, shape: (usize, usize, usize), fused: bool) {
+    let device = Device::flex().autodiff();
+    let (conv, x) = conv_layer(&device, shape);
+    let x = if shape.0 > 1 { x.require_grad() } else { x };
+    let pool = MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init();
+    bencher.bench_local(|| {
+        let y = if fused {
+            conv_relu_pool(&conv, &pool, x.clone())
+        } else {
+            pool.forward(relu(conv.forward(x.clone())))
+        };
+        let grads = y.sum().backward();
+        conv.weight
+            .grad(&grads)
+            .map(|g| g.sum().into_scalar::<f32>())
+    });
+}
+
+/// One of cnn-small's blocks (convolution, ReLU, 2×2 max-pool), forward and backward, as
+/// burn's three operations (flex).
+#[divan::bench(args = CONVS, sample_count = 20, sample_size = 1)]
+fn block_burn(bencher: Bencher, shape: (usize, usize, usize)) {
+    block_forward_backward(bencher, shape, false);
+}
+
+/// The same block as the workbench's fused operation (`model::conv::conv_relu_pool`).
+#[divan::bench(args = CONVS, sample_count = 20, sample_size = 1)]
+fn block_fused(bencher: Bencher, shape: (usize, usize, usize)) {
+    block_forward_backward(bencher, shape, true);
 }

@@ -311,6 +311,41 @@ fn a_resumed_run_with_model_selection_keeps_the_selected_model() {
     ]));
 }
 
+/// The same seed gives the same run, to the bit, on flex with cnn-small (whose convolution
+/// blocks run on rayon's threads): a result in a README can be reproduced.
+#[test]
+fn a_cnn_run_on_flex_is_reproducible_from_its_seed() {
+    let config = small(&[
+        "pretrain.epochs=1",
+        "sophon.outer_iterations=2",
+        "sophon.eval_every=1",
+        "evaluation.strategies.0.epochs=1",
+    ]);
+    let base = tempfile::tempdir().unwrap();
+    let worker = run::spawn(Box::new(|| {}));
+    let mut runs = Vec::new();
+    for name in ["first", "second"] {
+        let dir = base.path().join(name);
+        let req = RunRequest {
+            config: config.clone(),
+            backend: BackendChoice::Flex,
+            out: OutDir::Exact(dir.clone()),
+            resume: false,
+        };
+        worker.commands.send(Command::Start(Box::new(req))).unwrap();
+        assert!(matches!(until(&worker, |e| e.is_terminal()), Event::Finished(_)));
+        let summary = read_summary(&dir).unwrap();
+        let sophon = summary.sophon.unwrap();
+        runs.push((
+            sophon_points(&read_metrics(&dir).unwrap()),
+            sophon.scores,
+            summary.attack,
+        ));
+    }
+    assert!(!runs[0].0.is_empty());
+    assert_eq!(runs[0], runs[1]);
+}
+
 /// The evaluations of a run: (iteration, original accuracy, probe).
 fn evaluations(rec: &Recorder) -> Vec<(usize, f64, f64)> {
     let series = |name: &str| -> Vec<(usize, f64)> {

@@ -10,6 +10,9 @@
 
 use rayon::prelude::*;
 
+/// Images per parallel job of the backward.
+const CHUNK: usize = 8;
+
 /// The pooled value came from none of its window: every input was ≤ 0, so ReLU closed it.
 pub const CLOSED: u8 = 4;
 
@@ -129,7 +132,9 @@ impl<'a> Operand<'a> {
 fn matmul(dst: &mut [f32], [m, n, k]: [usize; 3], lhs: Operand, rhs: Operand, accumulate: bool) {
     assert!(dst.len() >= m * n);
     // The furthest element each operand's strides reach must lie inside its slice.
-    let reach = |o: &Operand, rows: usize, cols: usize| (rows - 1) * o.row_stride + (cols - 1) * o.col_stride;
+    let reach = |o: &Operand, rows: usize, cols: usize| {
+        (rows - 1) * o.row_stride + (cols - 1) * o.col_stride
+    };
     assert!(reach(&lhs, m, k) < lhs.data.len() && reach(&rhs, k, n) < rhs.data.len());
     // SAFETY: the asserts above keep every index the strides produce inside the slices, and
     // `dst` is borrowed mutably, so it aliases neither operand.
@@ -171,7 +176,12 @@ pub fn forward(x: &[f32], weight: &[f32], bias: &[f32], d: Dims) -> (Vec<f32>, V
         .zip(codes.par_chunks_mut(d.pooled()))
         .enumerate()
         .for_each_init(
-            || (vec![0.0; d.rows() * d.plane()], vec![0.0; d.c_out * d.plane()]),
+            || {
+                (
+                    vec![0.0; d.rows() * d.plane()],
+                    vec![0.0; d.c_out * d.plane()],
+                )
+            },
             |(cols, z), (b, (y, codes))| {
                 im2col(&x[b * d.image()..(b + 1) * d.image()], &d, cols);
                 matmul(
@@ -189,29 +199,34 @@ pub fn forward(x: &[f32], weight: &[f32], bias: &[f32], d: Dims) -> (Vec<f32>, V
 
 /// Bias, ReLU and 2×2 max-pooling of one image's convolution `z` (`[out, h·w]`).
 fn pool(z: &[f32], bias: &[f32], d: &Dims, y: &mut [f32], codes: &mut [u8]) {
-    let (w, hp, wp) = (d.w, d.h / 2, d.w / 2);
-    for (co, &b) in bias.iter().enumerate() {
-        let plane = &z[co * d.plane()..(co + 1) * d.plane()];
-        for pi in 0..hp {
-            let top = &plane[2 * pi * w..(2 * pi + 1) * w];
-            let bottom = &plane[(2 * pi + 1) * w..(2 * pi + 2) * w];
-            let out = co * hp * wp + pi * wp;
-            for pj in 0..wp {
-                let window = [top[2 * pj], top[2 * pj + 1], bottom[2 * pj], bottom[2 * pj + 1]];
-                let (mut best, mut at) = (window[0], 0);
-                for (k, &v) in window.iter().enumerate().skip(1) {
-                    if v > best {
-                        (best, at) = (v, k);
-                    }
+    let (w, wp) = (d.w, d.w / 2);
+    let planes = z.chunks_exact(d.plane());
+    let outputs = y.chunks_exact_mut(d.pooled() / d.c_out);
+    let routes = codes.chunks_exact_mut(d.pooled() / d.c_out);
+    for (((plane, &b), y), codes) in planes.zip(bias).zip(outputs).zip(routes) {
+        let row_pairs = plane.chunks_exact(2 * w);
+        for ((rows, y), codes) in row_pairs
+            .zip(y.chunks_exact_mut(wp))
+            .zip(codes.chunks_exact_mut(wp))
+        {
+            let (top, bottom) = rows.split_at(w);
+            let windows = top.chunks_exact(2).zip(bottom.chunks_exact(2));
+            for ((t, u), (y, code)) in windows.zip(y.iter_mut().zip(codes.iter_mut())) {
+                // The first of equal maxima wins, as in burn's max-pool.
+                let (mut best, mut at) = (t[0], 0);
+                if t[1] > best {
+                    (best, at) = (t[1], 1);
+                }
+                if u[0] > best {
+                    (best, at) = (u[0], 2);
+                }
+                if u[1] > best {
+                    (best, at) = (u[1], 3);
                 }
                 let v = best + b;
-                if v > 0.0 {
-                    y[out + pj] = v;
-                    codes[out + pj] = at as u8;
-                } else {
-                    y[out + pj] = 0.0;
-                    codes[out + pj] = CLOSED;
-                }
+                let open = v > 0.0;
+                *y = if open { v } else { 0.0 };
+                *code = if open { at } else { CLOSED };
             }
         }
     }
@@ -229,29 +244,51 @@ pub fn backward(
 ) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
     assert_eq!(codes.len(), d.batch * d.pooled());
     assert_eq!(dy.len(), d.batch * d.pooled());
-    let zeros = || Partial::new(&d);
-    let image = |b: usize, acc: Partial, dx: Option<&mut [f32]>| {
-        acc.add_image(b, x, weight, codes, dy, &d, dx)
+    // Fixed chunks of images, summed in order: the gradients do not depend on how many threads
+    // ran or which finished first, so a seed gives the same run on any machine.
+    let chunk = |c: usize, dx: Option<&mut [f32]>| {
+        let first = c * CHUNK;
+        let mut acc = Partial::new(&d);
+        let images = first..(first + CHUNK).min(d.batch);
+        match dx {
+            Some(dx) => {
+                for (b, dx) in images.zip(dx.chunks_exact_mut(d.image())) {
+                    acc.add_image(b, x, weight, codes, dy, &d, Some(dx));
+                }
+            }
+            None => {
+                for b in images {
+                    acc.add_image(b, x, weight, codes, dy, &d, None);
+                }
+            }
+        }
+        acc
     };
-    let sum = |a: Partial, b: Partial| a.merge(b);
-    if input_grad {
+    let (dx, partials): (_, Vec<Partial>) = if input_grad {
         let mut dx = vec![0.0; d.batch * d.image()];
-        let acc = dx
-            .par_chunks_mut(d.image())
+        let partials = dx
+            .par_chunks_mut(CHUNK * d.image())
             .enumerate()
-            .fold(zeros, |acc, (b, dx)| image(b, acc, Some(dx)))
-            .reduce(zeros, sum);
-        (Some(dx), acc.dw, acc.db)
+            .map(|(c, dx)| chunk(c, Some(dx)))
+            .collect();
+        (Some(dx), partials)
     } else {
-        let acc = (0..d.batch)
-            .into_par_iter()
-            .fold(zeros, |acc, b| image(b, acc, None))
-            .reduce(zeros, sum);
-        (None, acc.dw, acc.db)
-    }
+        let chunks = d.batch.div_ceil(CHUNK);
+        (
+            None,
+            (0..chunks)
+                .into_par_iter()
+                .map(|c| chunk(c, None))
+                .collect(),
+        )
+    };
+    let mut partials = partials.into_iter();
+    let first = partials.next().expect("a batch of at least one image");
+    let total = partials.fold(first, Partial::merge);
+    (dx, total.dw, total.db)
 }
 
-/// One rayon job's weight and bias gradients and its scratch buffers.
+/// One chunk's weight and bias gradients and its scratch buffers.
 struct Partial {
     dw: Vec<f32>,
     db: Vec<f32>,
@@ -271,7 +308,7 @@ impl Partial {
 
     #[allow(clippy::too_many_arguments)]
     fn add_image(
-        mut self,
+        &mut self,
         b: usize,
         x: &[f32],
         weight: &[f32],
@@ -279,24 +316,23 @@ impl Partial {
         dy: &[f32],
         d: &Dims,
         dx: Option<&mut [f32]>,
-    ) -> Self {
+    ) {
         self.cols.resize(d.rows() * d.plane(), 0.0);
         self.dz.clear();
         self.dz.resize(d.c_out * d.plane(), 0.0);
-        let (w, hp, wp) = (d.w, d.h / 2, d.w / 2);
-        let codes = &codes[b * d.pooled()..(b + 1) * d.pooled()];
-        let dy = &dy[b * d.pooled()..(b + 1) * d.pooled()];
-        for co in 0..d.c_out {
-            for pi in 0..hp {
-                for pj in 0..wp {
-                    let p = co * hp * wp + pi * wp + pj;
-                    let code = codes[p];
-                    if code == CLOSED {
-                        continue;
+        let (w, wp) = (d.w, d.w / 2);
+        let per_channel = d.pooled() / d.c_out;
+        let codes = codes[b * d.pooled()..(b + 1) * d.pooled()].chunks_exact(per_channel);
+        let dy = dy[b * d.pooled()..(b + 1) * d.pooled()].chunks_exact(per_channel);
+        let planes = self.dz.chunks_exact_mut(d.plane());
+        for (((plane, db), codes), dy) in planes.zip(&mut self.db).zip(codes).zip(dy) {
+            let rows = plane.chunks_exact_mut(2 * w);
+            for ((rows, codes), dy) in rows.zip(codes.chunks_exact(wp)).zip(dy.chunks_exact(wp)) {
+                for (pj, (&code, &g)) in codes.iter().zip(dy).enumerate() {
+                    if code != CLOSED {
+                        rows[usize::from(code / 2) * w + 2 * pj + usize::from(code % 2)] = g;
+                        *db += g;
                     }
-                    let (i, j) = (2 * pi + usize::from(code / 2), 2 * pj + usize::from(code % 2));
-                    self.dz[co * d.plane() + i * w + j] = dy[p];
-                    self.db[co] += dy[p];
                 }
             }
         }
@@ -321,7 +357,6 @@ impl Partial {
             );
             col2im_add(&self.cols, d, dx);
         }
-        self
     }
 
     fn merge(mut self, other: Self) -> Self {
@@ -332,5 +367,43 @@ impl Partial {
             *a += b;
         }
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The same gradients, to the bit, whatever the number of threads: a run is reproducible
+    /// from its seed on any machine.
+    #[test]
+    fn the_backward_does_not_depend_on_the_thread_count() {
+        let d = Dims {
+            batch: 37,
+            c_in: 3,
+            c_out: 5,
+            h: 6,
+            w: 4,
+        };
+        // Deterministic, irregular values.
+        let values = |n: usize, k: f32| (0..n).map(|i| (i as f32 * k).sin()).collect::<Vec<f32>>();
+        let (x, weight, bias) = (
+            values(d.batch * d.image(), 0.37),
+            values(d.c_out * 27, 1.3),
+            values(5, 2.1),
+        );
+        let (_, codes) = forward(&x, &weight, &bias, d);
+        let dy = values(d.batch * d.pooled(), 0.71);
+        let run = |threads| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| backward(&x, &weight, &codes, &dy, d, true))
+        };
+        let one = run(1);
+        for threads in [2, 3, 5] {
+            assert_eq!(run(threads), one, "{threads} threads");
+        }
     }
 }

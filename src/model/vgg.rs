@@ -6,6 +6,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use super::cnn::{conv3x3, pool2};
+use super::conv::conv_relu_pool;
 
 /// `vgg-small`: two VGG blocks (2 × Conv 3×3 + ReLU, MaxPool 2) of 32 and 64 channels, then
 /// Linear →256, ReLU, Linear →classes.
@@ -35,11 +36,12 @@ impl VggSmall {
 
     /// `[batch, c, h, w]` → `[batch, classes]`.
     pub fn forward(&self, mut x: Tensor<4>) -> Tensor<2> {
-        for pair in self.convs.chunks(2) {
-            for conv in pair {
+        for block in self.convs.chunks(2) {
+            let (last, first) = block.split_last().expect("two convolutions per block");
+            for conv in first {
                 x = relu(conv.forward(x));
             }
-            x = self.pool.forward(x);
+            x = conv_relu_pool(last, &self.pool, x);
         }
         let x: Tensor<2> = x.flatten(1, 3);
         self.head.forward(relu(self.fc.forward(x)))

@@ -108,3 +108,37 @@ fn unet_predicts_noise_of_the_input_shape_and_trains() {
     let (first, last) = (losses[0], *losses.last().unwrap());
     assert!(last < 0.7 * first, "ε-MSE {first} → {last}");
 }
+
+/// Every classifier computes on flex (where cnn-small's and vgg-small's convolution blocks are
+/// one fused operation) what it computes on ndarray with burn's own operations: the same
+/// logits and the same gradient with respect to its input, which flows through every layer.
+#[test]
+fn every_classifier_computes_the_same_on_flex_and_ndarray() {
+    let flex = Device::flex().autodiff();
+    #[allow(deprecated)]
+    let ndarray = Device::ndarray().autodiff();
+    for kind in ModelKind::ALL {
+        let config = ClassifierConfig::new(kind, 3, 16, 10).with_hidden(vec![32]);
+        flex.seed(3);
+        let on_flex = config.init(&flex);
+        let on_ndarray = on_flex.clone().to_device(&ndarray);
+        let x = Tensor::<4>::random([4, 3, 16, 16], Distribution::Normal(0.0, 1.0), &flex);
+        let run = |model: &sophon_workbench::model::Classifier, x: Tensor<4>| {
+            let x = x.require_grad();
+            let logits = model.forward(x.clone());
+            // Weighted so that a misrouted gradient shows.
+            let weights = Tensor::<2>::from_floats(
+                [[1.0, -2.0, 3.0, 0.5, -1.0, 2.0, 0.1, -0.3, 1.5, 0.7]],
+                &x.device(),
+            );
+            let grads = (logits.clone() * weights).sum().backward();
+            (logits.into_data(), x.grad(&grads).unwrap().into_data())
+        };
+        let (logits_a, grad_a) = run(&on_flex, x.clone());
+        let (logits_b, grad_b) = run(&on_ndarray, x.to_device(&ndarray));
+        let tolerance = burn::tensor::Tolerance::<f32>::absolute(1e-4);
+        logits_a.assert_approx_eq::<f32>(&logits_b, tolerance);
+        grad_a.assert_approx_eq::<f32>(&grad_b, tolerance);
+        eprintln!("{kind:?}: same on flex and ndarray");
+    }
+}

@@ -333,7 +333,10 @@ fn a_cnn_run_on_flex_is_reproducible_from_its_seed() {
             resume: false,
         };
         worker.commands.send(Command::Start(Box::new(req))).unwrap();
-        assert!(matches!(until(&worker, |e| e.is_terminal()), Event::Finished(_)));
+        assert!(matches!(
+            until(&worker, |e| e.is_terminal()),
+            Event::Finished(_)
+        ));
         let summary = read_summary(&dir).unwrap();
         let sophon = summary.sophon.unwrap();
         runs.push((

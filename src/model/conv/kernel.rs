@@ -169,7 +169,7 @@ pub fn forward(x: &[f32], weight: &[f32], bias: &[f32], d: Dims) -> (Vec<f32>, V
     assert_eq!(x.len(), d.batch * d.image());
     assert_eq!(weight.len(), d.c_out * d.rows());
     assert_eq!(bias.len(), d.c_out);
-    assert!(d.h % 2 == 0 && d.w % 2 == 0 && d.w >= 2);
+    assert!(d.h.is_multiple_of(2) && d.w.is_multiple_of(2) && d.w >= 2);
     let mut y = vec![0.0; d.batch * d.pooled()];
     let mut codes = vec![0; d.batch * d.pooled()];
     y.par_chunks_mut(d.pooled())

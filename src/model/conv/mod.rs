@@ -60,8 +60,8 @@ fn fused_applies(conv: &Conv2d, pool: &MaxPool2d, x: &Tensor<4>) -> bool {
         && pool.dilation == [1, 1]
         && pool.padding == PaddingConfig2d::Valid
         && !pool.ceil_mode
-        && h % 2 == 0
-        && w % 2 == 0
+        && h.is_multiple_of(2)
+        && w.is_multiple_of(2)
         && w >= 2
         && x.dtype() == DType::F32
         && conv.weight.val().dtype() == DType::F32

@@ -212,19 +212,21 @@ fn pool(z: &[f32], bias: &[f32], d: &Dims, y: &mut [f32], codes: &mut [u8]) {
             let (top, bottom) = rows.split_at(w);
             let windows = top.chunks_exact(2).zip(bottom.chunks_exact(2));
             for ((t, u), (y, code)) in windows.zip(y.iter_mut().zip(codes.iter_mut())) {
-                // The first of equal maxima wins, as in burn's max-pool.
+                // The first of equal maxima wins, as in burn's max-pool; a NaN beats any number.
+                let beats = |v: f32, best: f32| v > best || (v.is_nan() && !best.is_nan());
                 let (mut best, mut at) = (t[0], 0);
-                if t[1] > best {
+                if beats(t[1], best) {
                     (best, at) = (t[1], 1);
                 }
-                if u[0] > best {
+                if beats(u[0], best) {
                     (best, at) = (u[0], 2);
                 }
-                if u[1] > best {
+                if beats(u[1], best) {
                     (best, at) = (u[1], 3);
                 }
                 let v = best + b;
-                let open = v > 0.0;
+                // A NaN passes, as through burn's ReLU, so a diverged model shows.
+                let open = v > 0.0 || v.is_nan();
                 *y = if open { v } else { 0.0 };
                 *code = if open { at } else { CLOSED };
             }
@@ -373,6 +375,24 @@ impl Partial {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A NaN in the input reaches the output (as through burn's convolution, ReLU and pooling),
+    /// so a diverged model does not look healthy.
+    #[test]
+    fn a_nan_passes_through_the_block() {
+        let d = Dims {
+            batch: 1,
+            c_in: 1,
+            c_out: 2,
+            h: 4,
+            w: 4,
+        };
+        let mut x = vec![0.5; 16];
+        x[5] = f32::NAN;
+        let (y, _) = forward(&x, &[0.1; 18], &[0.0, -10.0], d);
+        // Every pooled window sees the NaN through some 3×3 neighbourhood.
+        assert!(y.iter().all(|v| v.is_nan()), "{y:?}");
+    }
 
     /// The same gradients, to the bit, whatever the number of threads: a run is reproducible
     /// from its seed on any machine.

@@ -102,19 +102,19 @@ impl ImageSet {
     /// The first `len − n` images and the last `n` (a held-out part).
     pub fn split_last(&self, n: usize) -> (Self, Self) {
         let at = self.len().saturating_sub(n);
-        let mut head = self.clone();
-        head.truncate(at);
-        let mut tail = Self::empty(
-            &self.name,
-            self.channels,
-            self.height,
-            self.width,
-            self.classes,
-        );
-        for i in at..self.len() {
-            tail.push(self.image(i), self.labels[i]);
-        }
-        (head, tail)
+        let part = |images: std::ops::Range<usize>| Self {
+            pixels: self.pixels[images.start * self.image_len()..images.end * self.image_len()]
+                .to_vec(),
+            labels: self.labels[images].to_vec(),
+            ..Self::empty(
+                &self.name,
+                self.channels,
+                self.height,
+                self.width,
+                self.classes,
+            )
+        };
+        (part(0..at), part(at..self.len()))
     }
 
     /// Keep at most `n` images (the first ones).
@@ -246,5 +246,29 @@ fn load_split(
                 limit,
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The held-out part is the last `n` images with their labels, the rest keeps the order,
+    /// and a hold-out larger than the set takes all of it.
+    #[test]
+    fn split_last_holds_out_the_last_images() {
+        let mut set = ImageSet::empty("s", 1, 1, 2, 3);
+        for i in 0..5u32 {
+            set.push(&[i as f32, -(i as f32)], i % 3);
+        }
+        let (head, tail) = set.split_last(2);
+        assert_eq!((head.len(), tail.len()), (3, 2));
+        assert_eq!(head.labels, [0, 1, 2]);
+        assert_eq!(tail.labels, [0, 1]);
+        assert_eq!(tail.image(1), [4.0, -4.0]);
+        assert_eq!((tail.name.as_str(), tail.classes, tail.width), ("s", 3, 2));
+        let (none, all) = set.split_last(9);
+        assert!(none.is_empty());
+        assert_eq!(all, set);
     }
 }

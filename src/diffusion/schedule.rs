@@ -1,7 +1,7 @@
 //! The linear β schedule of DDPM (Ho et al. 2020) and its closed forms. Time steps are 1..=T as
 //! in the paper; index `t - 1` into the tables.
 
-use burn::tensor::{Device, Distribution, Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::data::rng::Rng;
 
@@ -97,17 +97,20 @@ impl Schedule {
     }
 
     /// Run the reverse chain from `x_t` at step `t` down to x_0 with `denoise(x, t) -> ε̂`;
-    /// the noise comes from the device's seeded generator.
+    /// `noise()` gives each step's fresh standard normal noise, shaped like `x` (from the
+    /// caller's own generator, so that nothing else drawing from a device's shared generator,
+    /// another run or test in the same process, changes the samples).
     pub fn sample_from(
         &self,
         mut x: Tensor<4>,
         t: usize,
         denoise: impl Fn(Tensor<4>, &[usize]) -> Tensor<4>,
+        mut noise: impl FnMut() -> Tensor<4>,
     ) -> Tensor<4> {
         let b = x.dims()[0];
         for s in (1..=t).rev() {
             let eps = denoise(x.clone(), &vec![s; b]);
-            let z = (s > 1).then(|| x.random_like(Distribution::Normal(0.0, 1.0)));
+            let z = (s > 1).then(&mut noise);
             x = self.reverse_step(x, s, eps, z);
         }
         x
@@ -136,6 +139,7 @@ pub fn eps_mse(eps_hat: Tensor<4>, eps: Tensor<4>) -> Tensor<1> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use burn::tensor::Distribution;
 
     #[test]
     fn linear_schedule_closed_forms() {

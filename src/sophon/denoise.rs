@@ -87,8 +87,12 @@ pub fn samples(
     let x0 = batch::images(set, &idx, device);
     let eps = noise_like(idx.len(), set, &mut rng, device);
     let xt = schedule.noise(x0.clone(), &vec![t; idx.len()], eps);
-    device.seed(seed ^ t as u64);
-    let denoised = schedule.sample_from(xt.clone(), t, |x, s| model.forward(x, s));
+    let denoised = schedule.sample_from(
+        xt.clone(),
+        t,
+        |x, s| model.forward(x, s),
+        || noise_like(idx.len(), set, &mut rng, device),
+    );
     let to_set = |x: Tensor<4>, name: &str| {
         let values: Vec<f32> = x.into_data().try_to_vec::<f32>().expect("f32 images");
         let mut out = ImageSet::empty(name, set.channels, set.height, set.width, set.classes);

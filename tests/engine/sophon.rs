@@ -315,23 +315,18 @@ fn a_resumed_run_with_model_selection_keeps_the_selected_model() {
 /// blocks run on rayon's threads): a result in a README can be reproduced.
 #[test]
 fn a_cnn_run_on_flex_is_reproducible_from_its_seed() {
-    let config = small(&[
+    let overrides = [
         "pretrain.epochs=1",
         "sophon.outer_iterations=2",
         "sophon.eval_every=1",
         "evaluation.strategies.0.epochs=1",
-    ]);
+    ];
     let base = tempfile::tempdir().unwrap();
     let worker = run::spawn(Box::new(|| {}));
     let mut runs = Vec::new();
     for name in ["first", "second"] {
         let dir = base.path().join(name);
-        let req = RunRequest {
-            config: config.clone(),
-            backend: BackendChoice::Flex,
-            out: OutDir::Exact(dir.clone()),
-            resume: false,
-        };
+        let req = request(&dir, &overrides, BackendChoice::Flex, false);
         worker.commands.send(Command::Start(Box::new(req))).unwrap();
         assert!(matches!(
             until(&worker, |e| e.is_terminal()),

@@ -904,6 +904,8 @@ fn loss_label(loss: SuppressionLoss) -> &'static str {
         SuppressionLoss::IceReference => "ICE (reference code)",
         SuppressionLoss::Klu => "KL from uniform",
         SuppressionLoss::CeAscent => "CE ascent (baseline)",
+        SuppressionLoss::FeatureDos => "Feature DoS: switch features off",
+        SuppressionLoss::IceFeatureDos => "ICE + feature DoS",
         SuppressionLoss::Dos => "DoS: predict no noise",
         SuppressionLoss::MseAscent => "MSE ascent (baseline)",
     }

@@ -2,7 +2,6 @@ use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
-use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use super::conv::conv_relu_pool;
@@ -41,11 +40,12 @@ impl CnnSmall {
         }
     }
 
-    /// `[batch, c, h, w]` → `[batch, classes]`.
-    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+    /// `[batch, c, h, w]` → the hidden layer before its ReLU `[batch, 128]` (the head's input
+    /// is its ReLU).
+    pub fn pre_features(&self, x: Tensor<4>) -> Tensor<2> {
         let x = conv_relu_pool(&self.conv1, &self.pool, x);
         let x = conv_relu_pool(&self.conv2, &self.pool, x);
         let x: Tensor<2> = x.flatten(1, 3);
-        self.head.forward(relu(self.fc.forward(x)))
+        self.fc.forward(x)
     }
 }

@@ -24,12 +24,16 @@ impl Mlp {
         }
     }
 
-    /// `[batch, c, h, w]` → `[batch, classes]`.
-    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+    /// `[batch, c, h, w]` → the last hidden layer before its ReLU `[batch, width]` (the head's
+    /// input is its ReLU; validation asks for at least one hidden layer).
+    pub fn pre_features(&self, x: Tensor<4>) -> Tensor<2> {
         let mut x: Tensor<2> = x.flatten(1, 3);
-        for layer in &self.hidden {
-            x = relu(layer.forward(x));
+        for (i, layer) in self.hidden.iter().enumerate() {
+            if i > 0 {
+                x = relu(x);
+            }
+            x = layer.forward(x);
         }
-        self.head.forward(x)
+        x
     }
 }

@@ -11,6 +11,7 @@ pub mod vgg;
 use burn::config::Config;
 use burn::module::{Module, ParamGroup};
 use burn::nn::{Initializer, Linear, LinearConfig};
+use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 pub use cnn::CnnSmall;
@@ -80,11 +81,23 @@ impl ZeroBias for Linear {
 impl Classifier {
     /// `x`: `[batch, channels, size, size]` → logits `[batch, classes]`.
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        self.head().forward(self.features(x))
+    }
+
+    /// `x`: `[batch, channels, size, size]` → the head's input `[batch, head_dims()[0]]`, the
+    /// ReLU of [`Classifier::pre_features`].
+    pub fn features(&self, x: Tensor<4>) -> Tensor<2> {
+        relu(self.pre_features(x))
+    }
+
+    /// `x` → the head's input before its ReLU: the last hidden layer's pre-activation
+    /// (resnet-small: its pooled features, already non-negative, which the ReLU leaves alone).
+    pub fn pre_features(&self, x: Tensor<4>) -> Tensor<2> {
         match self {
-            Classifier::Mlp(m) => m.forward(x),
-            Classifier::CnnSmall(m) => m.forward(x),
-            Classifier::VggSmall(m) => m.forward(x),
-            Classifier::ResnetSmall(m) => m.forward(x),
+            Classifier::Mlp(m) => m.pre_features(x),
+            Classifier::CnnSmall(m) => m.pre_features(x),
+            Classifier::VggSmall(m) => m.pre_features(x),
+            Classifier::ResnetSmall(m) => m.pre_features(x),
         }
     }
 

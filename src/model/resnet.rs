@@ -80,13 +80,13 @@ impl ResnetSmall {
         }
     }
 
-    /// `[batch, c, h, w]` → `[batch, classes]`.
-    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+    /// `[batch, c, h, w]` → the head's input, the pooled features `[batch, 64]` (already
+    /// non-negative: the average of the last block's ReLUs).
+    pub fn pre_features(&self, x: Tensor<4>) -> Tensor<2> {
         let mut x = relu(self.stem_bn.forward(self.stem.forward(x)));
         for block in &self.blocks {
             x = block.forward(x);
         }
-        let x: Tensor<2> = self.pool.forward(x).flatten(1, 3);
-        self.head.forward(x)
+        self.pool.forward(x).flatten(1, 3)
     }
 }

@@ -34,8 +34,9 @@ impl VggSmall {
         }
     }
 
-    /// `[batch, c, h, w]` → `[batch, classes]`.
-    pub fn forward(&self, mut x: Tensor<4>) -> Tensor<2> {
+    /// `[batch, c, h, w]` → the hidden layer before its ReLU `[batch, 256]` (the head's input
+    /// is its ReLU).
+    pub fn pre_features(&self, mut x: Tensor<4>) -> Tensor<2> {
         for block in self.convs.chunks(2) {
             let (last, first) = block.split_last().expect("two convolutions per block");
             for conv in first {
@@ -44,6 +45,6 @@ impl VggSmall {
             x = conv_relu_pool(last, &self.pool, x);
         }
         let x: Tensor<2> = x.flatten(1, 3);
-        self.head.forward(relu(self.fc.forward(x)))
+        self.fc.forward(x)
     }
 }

@@ -19,6 +19,12 @@ pub enum SuppressionLoss {
     Klu,
     /// Plain cross-entropy ascent (−CE). A labelled baseline: it diverges.
     CeAscent,
+    /// Feature DoS: the last hidden pre-activations pushed below −1, so the ReLUs feeding the head
+    /// are switched off on the restricted domain (mean hinge max(0, u + 1)).
+    FeatureDos,
+    /// ICE plus feature DoS: wrong answers from the units left on, and the units switched off.
+    #[serde(rename = "ice+feature-dos")]
+    IceFeatureDos,
     /// Denoising: DoS, ‖ε̂‖² (the model learns to predict no noise).
     Dos,
     /// Denoising: −MSE(ε̂, ε). A labelled baseline: it diverges.
@@ -34,6 +40,8 @@ impl SuppressionLoss {
                 SuppressionLoss::IceReference,
                 SuppressionLoss::Klu,
                 SuppressionLoss::CeAscent,
+                SuppressionLoss::FeatureDos,
+                SuppressionLoss::IceFeatureDos,
             ],
             Task::Denoising => &[SuppressionLoss::Dos, SuppressionLoss::MseAscent],
         }
@@ -45,6 +53,8 @@ impl SuppressionLoss {
             SuppressionLoss::IceReference => "ice-reference",
             SuppressionLoss::Klu => "klu",
             SuppressionLoss::CeAscent => "ce-ascent",
+            SuppressionLoss::FeatureDos => "feature-dos",
+            SuppressionLoss::IceFeatureDos => "ice+feature-dos",
             SuppressionLoss::Dos => "dos",
             SuppressionLoss::MseAscent => "mse-ascent",
         }

@@ -1,7 +1,8 @@
 //! The suppression losses L_α of SOPHON.md. Each is minimised by the FTS optimizer, and each
 //! gradient vanishes as the restricted task fails.
 
-use burn::tensor::activation::log_softmax;
+use burn::nn::Linear;
+use burn::tensor::activation::{log_softmax, relu};
 use burn::tensor::{Int, Tensor};
 
 use super::config::SuppressionLoss;
@@ -45,9 +46,38 @@ pub fn ce_ascent(logits: Tensor<2>, labels: Tensor<1, Int>) -> Tensor<1> {
     cross_entropy(logits, labels).neg()
 }
 
-/// The configured suppression loss.
-pub fn suppression(kind: SuppressionLoss, logits: Tensor<2>, labels: Tensor<1, Int>) -> Tensor<1> {
+/// The margin below zero that feature DoS asks of the hidden pre-activations.
+pub const FEATURE_MARGIN: f64 = 1.0;
+
+/// Feature DoS: the mean hinge max(0, u + m) of the pre-activations u of the head's input, m =
+/// [`FEATURE_MARGIN`]. Minimising it switches the last hidden ReLUs off on the restricted domain
+/// with a margin, so a fine-tuner's gradient through them is zero (the classifier's counterpart
+/// of the denoiser's DoS). A hinge, not ‖relu(u)‖²: that one a network meets by shrinking the
+/// hidden layer and growing the head, with no unit switched off.
+pub fn feature_dos(pre_features: Tensor<2>) -> Tensor<1> {
+    relu(pre_features.add_scalar(FEATURE_MARGIN)).mean()
+}
+
+/// The configured suppression loss, from the pre-activations of the head's input and the `head`.
+pub fn suppression(
+    kind: SuppressionLoss,
+    pre_features: Tensor<2>,
+    head: &Linear,
+    labels: Tensor<1, Int>,
+) -> Tensor<1> {
     match kind {
+        SuppressionLoss::FeatureDos => return feature_dos(pre_features),
+        SuppressionLoss::IceFeatureDos => {
+            let logits = head.forward(relu(pre_features.clone()));
+            return ice(logits, labels) + feature_dos(pre_features);
+        }
+        _ => {}
+    }
+    let logits = head.forward(relu(pre_features));
+    match kind {
+        SuppressionLoss::FeatureDos | SuppressionLoss::IceFeatureDos => {
+            unreachable!("handled above")
+        }
         SuppressionLoss::Ice => ice(logits, labels),
         SuppressionLoss::IceReference => ice_reference(logits, labels),
         SuppressionLoss::Klu => klu(logits),
@@ -183,6 +213,28 @@ mod tests {
         let (v, g) = eval(ce_ascent);
         assert!((v - value).abs() < 1e-5, "{v} vs {value}");
         close(&g, &grad);
+    }
+
+    #[test]
+    fn feature_dos_is_the_mean_hinge_of_the_pre_activations() {
+        let device = Device::flex().autodiff();
+        // u + 1 = [2, 0.5, −1, 0.2, 1, −2.5]: the hinge keeps 2, 0.5, 0.2 and 1.
+        let u = [[1.0f32, -0.5, -2.0], [-0.8, 0.0, -3.5]];
+        let x = Tensor::<2>::from_data(TensorData::from(u), &device).require_grad();
+        let loss = feature_dos(x.clone());
+        let value = loss.clone().into_scalar::<f32>() as f64;
+        assert!((value - 3.7 / 6.0).abs() < 1e-6, "{value}");
+        let g = x.grad(&loss.backward()).unwrap().into_data();
+        // 1/n where u > −m, 0 where the unit is off with its margin.
+        let n = 6.0;
+        close(
+            &g.try_to_vec::<f32>()
+                .unwrap()
+                .into_iter()
+                .map(f64::from)
+                .collect::<Vec<_>>(),
+            &[1.0 / n, 1.0 / n, 0.0, 1.0 / n, 1.0 / n, 0.0],
+        );
     }
 
     #[test]

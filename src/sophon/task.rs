@@ -207,7 +207,7 @@ impl Protectable for Classifier {
     ) -> Tensor<1> {
         let x = batch::images(set, idx, device);
         let y = batch::labels(set, idx, device);
-        suppression(loss, self.forward(x), y)
+        suppression(loss, self.pre_features(x), self.head(), y)
     }
 
     fn score(&self, _: &(), set: &ImageSet, batch_size: usize, _: u64, device: &Device) -> f64 {

@@ -224,7 +224,7 @@ fn the_task_decides_which_models_losses_and_guards_fit() {
 
     let e = quick(&["sophon.loss=\"dos\""]).unwrap_err();
     assert!(
-        e.contains("sophon.loss: dos is not a loss for classification; use ice, ice-reference, klu, ce-ascent"),
+        e.contains("sophon.loss: dos is not a loss for classification; use ice, ice-reference, klu, ce-ascent, feature-dos"),
         "{e}"
     );
     let e = quick(&["model.kind=\"unet\""]).unwrap_err();

@@ -69,8 +69,9 @@ fn a_simulated_fts_step_leaves_the_real_model_untouched() {
     );
 }
 
-/// Mean suppression (ICE) loss on held-out restricted data after a short, fixed fine-tune.
-fn ice_after_finetune(
+/// Mean suppression loss (for feature DoS: the share of the last hidden units switched on) on
+/// held-out restricted data after a short, fixed fine-tune.
+fn suppression_after_finetune(
     model: &Classifier,
     config: &sophon_workbench::config::ExperimentConfig,
     devices: &Devices,
@@ -78,7 +79,8 @@ fn ice_after_finetune(
     let (_, restricted) = experiment::load_domains(config).unwrap();
     let mut copy = model.detached_copy();
     // The simulated attacker's own optimizer and learning rate.
-    let env = &config.sophon.as_ref().unwrap().environments[0];
+    let sophon = config.sophon.as_ref().unwrap();
+    let env = &sophon.environments[0];
     let mut optim = sophon_workbench::sophon::optim::build(&env.optimizer);
     let mut rng = Rng::new(99);
     for _ in 0..5 {
@@ -96,41 +98,52 @@ fn ice_after_finetune(
         .0;
     }
     let idx: Vec<usize> = (0..restricted.test.len()).collect();
-    let logits = copy
-        .valid()
-        .forward(batch::images(&restricted.test, &idx, &devices.eval));
+    let copy = copy.valid();
+    let pre = copy.pre_features(batch::images(&restricted.test, &idx, &devices.eval));
     let labels = batch::labels(&restricted.test, &idx, &devices.eval);
-    suppression(SuppressionLoss::Ice, logits, labels).into_scalar::<f32>() as f64
+    if sophon.loss == SuppressionLoss::FeatureDos {
+        // Measured apart from the loss: the share of hidden units switched on.
+        return pre.greater_elem(0.0).float().mean().into_scalar::<f32>() as f64;
+    }
+    suppression(sophon.loss, pre, copy.head(), labels).into_scalar::<f32>() as f64
 }
 
 #[test]
 fn one_fts_step_raises_suppression_after_fine_tuning() {
-    let config = small(&["sophon.inner_steps=5", "sophon.clip=0"]);
-    let sophon = config.sophon.clone().unwrap();
-    let devices = Devices::new(Device::flex());
-    let (_, restricted) = experiment::load_domains(&config).unwrap();
-    let (model, _) = pretrained(&config, 4, &devices);
-    let before = ice_after_finetune(&model, &config, &devices);
-    let (mut optim, _) = optimizers();
-    let (protected, stats) = fts_step(
-        model,
-        &mut optim,
-        1e-3,
-        &sophon,
-        &(),
-        &restricted.train,
-        &mut Rng::new(2),
-        &devices,
-        &mut Recorder::default(),
-    )
-    .unwrap();
-    assert!(stats.grad_norm > 0.0);
-    let after = ice_after_finetune(&protected, &config, &devices);
-    // ICE is minimised: lower means the fine-tuned model fails more on the restricted domain.
-    assert!(
-        after < before,
-        "ICE after fine-tuning: {before:.4} → {after:.4}"
-    );
+    for loss in [SuppressionLoss::Ice, SuppressionLoss::FeatureDos] {
+        let config = small(&[
+            "sophon.inner_steps=5",
+            "sophon.clip=0",
+            &format!("sophon.loss={}", loss.name()),
+        ]);
+        let sophon = config.sophon.clone().unwrap();
+        let devices = Devices::new(Device::flex());
+        let (_, restricted) = experiment::load_domains(&config).unwrap();
+        let (model, _) = pretrained(&config, 4, &devices);
+        let before = suppression_after_finetune(&model, &config, &devices);
+        let (mut optim, _) = optimizers();
+        let (protected, stats) = fts_step(
+            model,
+            &mut optim,
+            1e-3,
+            &sophon,
+            &(),
+            &restricted.train,
+            &mut Rng::new(2),
+            &devices,
+            &mut Recorder::default(),
+        )
+        .unwrap();
+        assert!(stats.grad_norm > 0.0);
+        let after = suppression_after_finetune(&protected, &config, &devices);
+        // The loss is minimised: lower means the fine-tuned model fails more on the restricted
+        // domain (ICE), or keeps more of its last hidden units switched off there (feature DoS).
+        assert!(
+            after < before,
+            "{} after fine-tuning: {before:.5} → {after:.5}",
+            loss.name()
+        );
+    }
 }
 
 fn request(

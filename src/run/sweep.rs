@@ -113,14 +113,16 @@ pub fn report(runs: &[(String, Summary)]) -> String {
     let mut header = format!("{:<name_width$}  {:>10}", "", "");
     let mut sub = format!("{:<name_width$}  {:>10}", "run", "intactness");
     for s in &strategies {
-        header.push_str(&format!(
-            "  {:<group_width$}",
-            format!("{s}, after the attack:")
-        ));
+        // A long strategy name is cut to its group's width, so the columns stay aligned.
+        let label: String = format!("{s}, after the attack:")
+            .chars()
+            .take(group_width)
+            .collect();
+        header.push_str(&format!("  {label:<group_width$}"));
+        sub.push_str("  ");
         for g in GROUP {
             sub.push_str(&format!("{g:>10}"));
         }
-        sub.push_str("  ");
     }
     let line = |name: &str, row: &[f64]| {
         let mut line = format!("{name:<name_width$}  {}", cell(row[0], 10));
@@ -208,6 +210,35 @@ mod tests {
                 (2, 5e-4, "quick-seed2-alpha5e-4"),
             ]
         );
+    }
+
+    #[test]
+    fn the_report_keeps_its_columns_aligned_for_long_strategy_names() {
+        use crate::sophon::attack::AttackResult;
+        use crate::sophon::task::Metric;
+        let mut summary = Summary::default();
+        for strategy in ["reference", "a-very-long-strategy-name-from-a-preset"] {
+            for start in [Start::Protected, Start::Original, Start::Scratch] {
+                summary.attack.push(AttackResult {
+                    strategy: strategy.into(),
+                    start,
+                    metric: Metric::Acc,
+                    initial: 0.1,
+                    per_epoch: vec![0.5],
+                    final_score: 0.5,
+                    mean: 0.5,
+                });
+            }
+        }
+        let report = report(&[("run-a".into(), summary.clone()), ("b".into(), summary)]);
+        let lines: Vec<&str> = report.lines().collect();
+        // The second group starts at the same column in the header, the column names and the rows.
+        let group = "run-a".len() + 2 + 10 + (2 + 40) + 2;
+        assert!(lines[0][group..].starts_with("a-very-long"), "{report}");
+        assert!(lines[1][group..].starts_with(" protected"), "{report}");
+        for row in &lines[2..] {
+            assert!(row[group..].starts_with("     0.500"), "{report}");
+        }
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! per outer iteration; periodic intactness and non-fine-tunability probes; the intactness
 //! guard; live setting changes; resumable checkpoints.
 
+use std::cmp::Ordering;
 use std::time::Instant;
 
 use burn::optim::ModuleOptimizer;
@@ -426,18 +427,31 @@ pub fn protect<M: Protectable>(
 }
 
 /// Whether the evaluation just recorded in `p` beats the selected one: intactness within the
-/// tolerance of the pre-trained model's, and a better (for the defender) held-out probe.
+/// tolerance of the pre-trained model's, and a better (for the defender) held-out probe; on an
+/// equal probe (a probe held at chance gives many), the better intactness.
 fn is_better<M: Protectable>(select: &SelectConfig, p: &Progress) -> bool {
     let pretrained = p.pretrained_score.unwrap_or(f64::NAN);
     if !select.keeps_intactness(M::METRIC, pretrained, p.original_score) {
         return false;
     }
-    match p.selected {
-        None => true,
-        Some(s) => match M::METRIC {
-            Metric::Acc => p.probe_score < s.probe_score,
-            Metric::Mse => p.probe_score > s.probe_score,
-        },
+    let Some(s) = p.selected else {
+        return true;
+    };
+    // Ordered so that "greater" is better for the defender.
+    let (probe, original) = match M::METRIC {
+        Metric::Acc => (
+            s.probe_score.partial_cmp(&p.probe_score),
+            p.original_score.partial_cmp(&s.original_score),
+        ),
+        Metric::Mse => (
+            p.probe_score.partial_cmp(&s.probe_score),
+            s.original_score.partial_cmp(&p.original_score),
+        ),
+    };
+    match probe {
+        Some(Ordering::Greater) => true,
+        Some(Ordering::Equal) => original == Some(Ordering::Greater),
+        _ => false,
     }
 }
 
@@ -458,5 +472,50 @@ fn save<M: Protectable>(
     };
     if let Err(e) = monitor.save_checkpoint(&checkpoint) {
         monitor.log(&format!("warning: checkpoint not saved: {e}"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ExperimentConfig;
+    use crate::model::Classifier;
+    use crate::model::unet::Unet;
+
+    /// An evaluation scoring `original` and `probe`, against a selected one scoring `selected`.
+    fn progress(pretrained: f64, original: f64, probe: f64, selected: (f64, f64)) -> Progress {
+        let config = ExperimentConfig::from_toml(crate::QUICK_PRESET, "quick", &[]).unwrap();
+        let mut p = Progress::new(config.sophon.as_ref().unwrap());
+        p.pretrained_score = Some(pretrained);
+        p.original_score = original;
+        p.probe_score = probe;
+        p.selected = Some(Selected {
+            iteration: 10,
+            original_score: selected.0,
+            probe_score: selected.1,
+        });
+        p
+    }
+
+    #[test]
+    fn selection_prefers_the_better_probe_then_the_better_intactness() {
+        let select = SelectConfig {
+            holdout: 100,
+            tolerance: 0.05,
+        };
+        let better = |p: &Progress| is_better::<Classifier>(&select, p);
+        // Accuracy: a lower probe wins; on an equal probe, the higher intactness.
+        assert!(better(&progress(0.9, 0.86, 0.1, (0.9, 0.2))));
+        assert!(!better(&progress(0.9, 0.9, 0.3, (0.86, 0.2))));
+        assert!(better(&progress(0.9, 0.9, 0.1, (0.86, 0.1))));
+        assert!(!better(&progress(0.9, 0.86, 0.1, (0.9, 0.1))));
+        assert!(!better(&progress(0.9, 0.86, 0.1, (0.86, 0.1))), "a tie keeps the first");
+        // Outside the tolerance nothing wins.
+        assert!(!better(&progress(0.9, 0.84, 0.0, (0.9, 0.5))));
+        // ε-MSE: a higher probe wins; on an equal probe, the lower original ε-MSE.
+        let better = |p: &Progress| is_better::<Unet>(&select, p);
+        assert!(better(&progress(0.1, 0.1, 0.5, (0.1, 0.4))));
+        assert!(better(&progress(0.1, 0.09, 0.4, (0.1, 0.4))));
+        assert!(!better(&progress(0.1, 0.104, 0.4, (0.1, 0.4))));
     }
 }

@@ -394,7 +394,9 @@ fn model_selection_hands_on_the_evaluation_with_the_lowest_probe_that_kept_intac
         let pretrained = evals[0].1;
         let mut best: Option<(usize, f64, f64)> = None;
         for &(it, original, probe) in &evals[1..] {
-            if original >= pretrained - tolerance && best.is_none_or(|b| probe < b.2) {
+            // The lowest probe; on an equal probe, the better intactness.
+            let better = |b: (usize, f64, f64)| probe < b.2 || (probe == b.2 && original > b.1);
+            if original >= pretrained - tolerance && best.is_none_or(better) {
                 best = Some((it, original, probe));
             }
         }

@@ -238,6 +238,25 @@ mod tests {
     }
 
     #[test]
+    fn the_classifier_losses_take_the_head_on_the_relu_of_the_pre_activations() {
+        use burn::nn::LinearConfig;
+        let device = Device::flex();
+        let head = LinearConfig::new(3, 3).init(&device);
+        let pre = Tensor::<2>::from_data(TensorData::from(Z), &device).neg();
+        let y = || Tensor::<1, Int>::from_data(TensorData::from(Y), &device);
+        let logits = head.forward(relu(pre.clone()));
+        let value = |t: Tensor<1>| t.into_scalar::<f32>() as f64;
+        let got = |kind| value(suppression(kind, pre.clone(), &head, y()));
+        let ice_value = value(ice(logits.clone(), y()));
+        let dos_value = value(feature_dos(pre.clone()));
+        assert!((got(SuppressionLoss::Ice) - ice_value).abs() < 1e-6);
+        assert!((got(SuppressionLoss::Klu) - value(klu(logits))).abs() < 1e-6);
+        assert!((got(SuppressionLoss::FeatureDos) - dos_value).abs() < 1e-6);
+        let sum = got(SuppressionLoss::IceFeatureDos);
+        assert!((sum - (ice_value + dos_value)).abs() < 1e-6, "{sum}");
+    }
+
+    #[test]
     fn dos_and_mse_ascent_match_hand_computed_values_and_gradients() {
         let device = Device::flex().autodiff();
         let e_hat = [0.5f32, -1.0, 2.0, 0.0];

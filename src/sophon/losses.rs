@@ -65,23 +65,15 @@ pub fn suppression(
     head: &Linear,
     labels: Tensor<1, Int>,
 ) -> Tensor<1> {
+    // The head reads the ReLU of the pre-activations, as in the model's forward pass.
+    let logits = || head.forward(relu(pre_features.clone()));
     match kind {
-        SuppressionLoss::FeatureDos => return feature_dos(pre_features),
-        SuppressionLoss::IceFeatureDos => {
-            let logits = head.forward(relu(pre_features.clone()));
-            return ice(logits, labels) + feature_dos(pre_features);
-        }
-        _ => {}
-    }
-    let logits = head.forward(relu(pre_features));
-    match kind {
-        SuppressionLoss::FeatureDos | SuppressionLoss::IceFeatureDos => {
-            unreachable!("handled above")
-        }
-        SuppressionLoss::Ice => ice(logits, labels),
-        SuppressionLoss::IceReference => ice_reference(logits, labels),
-        SuppressionLoss::Klu => klu(logits),
-        SuppressionLoss::CeAscent => ce_ascent(logits, labels),
+        SuppressionLoss::Ice => ice(logits(), labels),
+        SuppressionLoss::IceReference => ice_reference(logits(), labels),
+        SuppressionLoss::Klu => klu(logits()),
+        SuppressionLoss::CeAscent => ce_ascent(logits(), labels),
+        SuppressionLoss::FeatureDos => feature_dos(pre_features),
+        SuppressionLoss::IceFeatureDos => ice(logits(), labels) + feature_dos(pre_features),
         // Validation rejects them for classifiers before any run starts.
         SuppressionLoss::Dos | SuppressionLoss::MseAscent => {
             panic!("{} is a denoising loss, not a classifier's", kind.name())

@@ -509,7 +509,10 @@ mod tests {
         assert!(!better(&progress(0.9, 0.9, 0.3, (0.86, 0.2))));
         assert!(better(&progress(0.9, 0.9, 0.1, (0.86, 0.1))));
         assert!(!better(&progress(0.9, 0.86, 0.1, (0.9, 0.1))));
-        assert!(!better(&progress(0.9, 0.86, 0.1, (0.86, 0.1))), "a tie keeps the first");
+        assert!(
+            !better(&progress(0.9, 0.86, 0.1, (0.86, 0.1))),
+            "a tie keeps the first"
+        );
         // Outside the tolerance nothing wins.
         assert!(!better(&progress(0.9, 0.84, 0.0, (0.9, 0.5))));
         // ε-MSE: a higher probe wins; on an equal probe, the lower original ε-MSE.

@@ -159,7 +159,7 @@ pub fn curves_ui(
         ui.vertical(|ui| {
             ui.set_width(width);
             ui.label(INTACTNESS_PLOT).on_hover_text(format!(
-                "Green: original-domain test {what} (keep it {}). Orange: restricted {what} after a short fine-tune of a copy (keep it {}).",
+                "Green: original-domain test {what} (keep it {}). Orange: restricted {what} after a short fine-tune of a copy (keep it {}). Dotted (classifiers): the share of the hidden units feeding the head that are on, per domain's test images; feature DoS drives the restricted one down.",
                 keep.0, keep.1
             ));
             let intact = format!("sophon/original_{m}");
@@ -182,6 +182,14 @@ pub fn curves_ui(
                                 let name = format!("{label}: {}", o.name);
                                 draw(plot, &name, p, color, 0.0, LineStyle::dashed_dense());
                             }
+                        }
+                    }
+                    for (series, label, color) in [
+                        ("sophon/original_units_on", "units on (original)", INTACT),
+                        ("sophon/restricted_units_on", "units on (restricted)", PROBE),
+                    ] {
+                        if let Some(p) = store.get(series) {
+                            draw(plot, label, p, color, 0.0, LineStyle::dotted_dense());
                         }
                     }
                     markers_on(plot, markers, cursor);

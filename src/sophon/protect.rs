@@ -173,7 +173,7 @@ impl<M: Protectable> EvalContext<'_, M> {
     }
 
     /// Measure intactness and the probe at outer iteration `it`, record both (and a
-    /// denoiser's sample grids).
+    /// classifier's share of hidden units on per domain, a denoiser's sample grids).
     fn evaluate(&self, model: &M, it: usize, p: &mut Progress, monitor: &mut dyn Monitor) {
         let metric = M::METRIC.name();
         p.original_score = self.intactness(model);
@@ -193,6 +193,14 @@ impl<M: Protectable> EvalContext<'_, M> {
             it,
             p.probe_score,
         );
+        for (domain, set) in [
+            ("original", &self.original.test),
+            ("restricted", &self.restricted.test),
+        ] {
+            if let Some(on) = model.units_on(set, self.eval_batch, &self.devices.eval) {
+                monitor.metric(&format!("sophon/{domain}_units_on"), it, on);
+            }
+        }
         show_samples(
             model,
             self.ctx,

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::Monitor;
 use super::config::{Environment, SimLayers, SuppressionLoss};
 use super::losses::{dos, mse_ascent, suppression};
-use super::train::{accuracy, cross_entropy};
+use super::train::{accuracy, cross_entropy, units_on};
 use crate::config::{DiffusionConfig, ExperimentConfig, Layers, ModelKind};
 use crate::data::rng::Rng;
 use crate::data::{ImageSet, batch};
@@ -144,6 +144,13 @@ pub trait Protectable: Module + Clone + Sized {
         device: &Device,
     ) -> f64;
 
+    /// The share of the units feeding the head that are on over `set`, where the task has such
+    /// units (a classifier: the last hidden layer's ReLUs).
+    fn units_on(&self, set: &ImageSet, batch_size: usize, device: &Device) -> Option<f64> {
+        let _ = (set, batch_size, device);
+        None
+    }
+
     /// Sample images of `set` as the model reconstructs them, where the task has them.
     fn samples(
         &self,
@@ -212,6 +219,10 @@ impl Protectable for Classifier {
 
     fn score(&self, _: &(), set: &ImageSet, batch_size: usize, _: u64, device: &Device) -> f64 {
         accuracy(self, set, batch_size, device)
+    }
+
+    fn units_on(&self, set: &ImageSet, batch_size: usize, device: &Device) -> Option<f64> {
+        Some(units_on(self, set, batch_size, device))
     }
 }
 

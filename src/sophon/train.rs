@@ -33,6 +33,20 @@ pub fn accuracy(model: &Classifier, set: &ImageSet, batch_size: usize, device: &
     correct as f64 / set.len().max(1) as f64
 }
 
+/// Share of the units feeding the head that are on (pre-activation > 0), averaged over the images
+/// of `set` and the units, in batches of `batch_size`, without gradients. Feature DoS drives it
+/// towards 0 on the restricted domain.
+pub fn units_on(model: &Classifier, set: &ImageSet, batch_size: usize, device: &Device) -> f64 {
+    let model = model.valid();
+    let mut on = 0.0;
+    for idx in epoch_batches(set.len(), batch_size, None) {
+        let x = batch::images(set, &idx, device);
+        let share = model.pre_features(x).greater_elem(0.0).float().mean();
+        on += share.into_scalar::<f32>() as f64 * idx.len() as f64;
+    }
+    on / set.len().max(1) as f64
+}
+
 /// One gradient step of the task's loss on `idx` of `set`; returns the updated model and the
 /// batch loss.
 #[allow(clippy::too_many_arguments)]

@@ -6,16 +6,17 @@ use std::time::Duration;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Tensor};
 use sophon_workbench::config::ExperimentConfig;
+use sophon_workbench::config::ModelKind;
 use sophon_workbench::data::batch;
 use sophon_workbench::data::rng::Rng;
-use sophon_workbench::model::Classifier;
+use sophon_workbench::model::{Classifier, ClassifierConfig};
 use sophon_workbench::run::folder::{read_metrics, read_summary};
 use sophon_workbench::run::{self, BackendChoice, Command, Event, MetricPoint, OutDir, RunRequest};
 use sophon_workbench::sophon::config::SuppressionLoss;
 use sophon_workbench::sophon::fts::{fts_gradient, fts_step, sample_batch};
 use sophon_workbench::sophon::losses::suppression;
 use sophon_workbench::sophon::protect::optimizers;
-use sophon_workbench::sophon::train::train_step;
+use sophon_workbench::sophon::train::{train_step, units_on};
 use sophon_workbench::sophon::{Devices, LiveUpdate, experiment};
 
 use crate::training::{Recorder, pretrained, small};
@@ -374,6 +375,45 @@ fn evaluations(rec: &Recorder) -> Vec<(usize, f64, f64)> {
             (i, o, p)
         })
         .collect()
+}
+
+#[test]
+fn sophon_records_the_share_of_hidden_units_on_per_domain() {
+    let devices = Devices::new(Device::flex());
+    let config = small(&[
+        "sophon.outer_iterations=2",
+        "sophon.eval_every=1",
+        "evaluation.strategies.0.epochs=1",
+    ]);
+    let mut summary = experiment::Summary::default();
+    let mut rec = Recorder::default();
+    experiment::run(&config, &devices, &mut rec, &mut summary).unwrap();
+    let steps: Vec<usize> = evaluations(&rec).iter().map(|e| e.0).collect();
+    assert_eq!(steps, [0, 1, 2]);
+    for domain in ["original", "restricted"] {
+        let name = format!("sophon/{domain}_units_on");
+        let on: Vec<(usize, f64)> = rec
+            .metrics
+            .iter()
+            .filter(|m| m.0 == name)
+            .map(|m| (m.1, m.2))
+            .collect();
+        assert_eq!(on.iter().map(|p| p.0).collect::<Vec<_>>(), steps, "{name}");
+        assert!(on.iter().all(|p| p.1 > 0.0 && p.1 < 1.0), "{name}: {on:?}");
+    }
+    // The measure itself: a hidden layer biased far below zero is all off, far above all on.
+    let (_, restricted) = experiment::load_domains(&config).unwrap();
+    let device = &devices.eval;
+    let (c, size) = (config.input.channels, config.input.size);
+    let mut model = ClassifierConfig::new(ModelKind::Mlp, c, size, 10)
+        .with_hidden(vec![8])
+        .init(device);
+    for (bias, want) in [(-100.0, 0.0), (100.0, 1.0)] {
+        if let Classifier::Mlp(m) = &mut model {
+            m.hidden[0].bias = Some(Param::from_tensor(Tensor::full([8], bias, device)));
+        }
+        assert_eq!(units_on(&model, &restricted.test, 64, device), want);
+    }
 }
 
 #[test]

@@ -98,14 +98,15 @@ fn suppression_after_finetune(
         )
         .0;
     }
-    let idx: Vec<usize> = (0..restricted.test.len()).collect();
-    let copy = copy.valid();
-    let pre = copy.pre_features(batch::images(&restricted.test, &idx, &devices.eval));
-    let labels = batch::labels(&restricted.test, &idx, &devices.eval);
+    let test = &restricted.test;
     if sophon.loss == SuppressionLoss::FeatureDos {
         // Measured apart from the loss: the share of hidden units switched on.
-        return pre.greater_elem(0.0).float().mean().into_scalar::<f32>() as f64;
+        return units_on(&copy, test, test.len(), &devices.eval);
     }
+    let idx: Vec<usize> = (0..test.len()).collect();
+    let copy = copy.valid();
+    let pre = copy.pre_features(batch::images(test, &idx, &devices.eval));
+    let labels = batch::labels(test, &idx, &devices.eval);
     suppression(sophon.loss, pre, copy.head(), labels).into_scalar::<f32>() as f64
 }
 

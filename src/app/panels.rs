@@ -1,0 +1,474 @@
+//! The window's panels: the toolbar, the status line, the setup panel, the explanation panel,
+//! the central tabs and the sweep dialog, drawn each frame from the [`Workbench`]'s state.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use egui::{Color32, RichText, Ui};
+
+use super::plots::Overlay;
+use super::preview::preview_ui;
+use super::runs::RunsAction;
+use super::setup::{SetupAction, SetupState, Side};
+use super::{Reply, Tab, Workbench, builtin, explain, plots, read_preset, runs, setup, sweep};
+use crate::run;
+use crate::sophon::task::Metric;
+
+impl Workbench {
+    /// One frame of the whole window.
+    pub fn show(&mut self, ui: &mut Ui) {
+        let ctx = ui.ctx().clone();
+        self.handle_replies(&ctx);
+        self.drain_events(&ctx);
+        if self.run_on_start {
+            self.run_on_start = false;
+            if self.start_blocked().is_none() {
+                let config = self.config.clone();
+                self.start(&ctx, config);
+            }
+        }
+        self.ensure_preview(&ctx, Side::Original);
+        self.ensure_preview(&ctx, Side::Restricted);
+        if self.run.active {
+            // Keep the status (memory, rate) moving while training.
+            ctx.request_repaint_after(Duration::from_millis(250));
+        }
+
+        egui::Panel::top("menu").show(ui, |ui| self.toolbar_ui(ui));
+        egui::Panel::bottom("status").show(ui, |ui| self.status_ui(ui));
+        egui::Panel::left("setup")
+            .default_size(380.0)
+            .show(ui, |ui| {
+                egui::ScrollArea::vertical().show(ui, |ui| self.setup_panel_ui(ui));
+            });
+        if self.settings.show_explain {
+            egui::Panel::right("explain")
+                .default_size(240.0)
+                .show(ui, |ui| self.explain_ui(ui));
+        }
+        egui::CentralPanel::default_margins().show(ui, |ui| self.central_ui(ui));
+        if self.sweep_open {
+            self.sweep_window(&ctx);
+        }
+    }
+
+    fn toolbar_ui(&mut self, ui: &mut Ui) {
+        let ctx = ui.ctx().clone();
+        ui.horizontal_wrapped(|ui| {
+            // Clicks inside the menu (the path field) must not close it.
+            let config = egui::containers::menu::MenuConfig::new()
+                .close_behavior(egui::PopupCloseBehavior::CloseOnClickOutside);
+            egui::containers::menu::MenuButton::new("File")
+                .config(config)
+                .ui(ui, |ui| {
+                    if ui.button("Open preset…").clicked() {
+                        ui.close();
+                        let d = rfd::AsyncFileDialog::new().add_filter("preset", &["toml"]);
+                        self.dialog(&ctx, d, false, false, |p| {
+                            Reply::OpenedPreset(p.map(read_preset))
+                        });
+                    }
+                    if ui.button("Save preset as…").clicked() {
+                        ui.close();
+                        let d = rfd::AsyncFileDialog::new()
+                            .add_filter("preset", &["toml"])
+                            .set_file_name(format!("{}.toml", self.config.name));
+                        self.dialog(&ctx, d, true, false, Reply::SavePresetTo);
+                    }
+                    // Without a desktop portal (a bare X server) the dialogs cannot open: a path works
+                    // everywhere.
+                    ui.horizontal(|ui| {
+                        let l = ui.label("Path");
+                        ui.add(
+                            egui::TextEdit::singleline(&mut self.preset_path_text)
+                                .hint_text("presets/quick.toml")
+                                .desired_width(180.0),
+                        )
+                        .labelled_by(l.id);
+                        if ui
+                            .add_enabled(
+                                !self.preset_path_text.trim().is_empty(),
+                                egui::Button::new("Open"),
+                            )
+                            .clicked()
+                        {
+                            let path = PathBuf::from(self.preset_path_text.trim());
+                            self.open_preset(&ctx, path);
+                            ui.close();
+                        }
+                    });
+                    ui.separator();
+                    for (label, text, name) in [
+                        ("Built-in default", crate::DEFAULT_PRESET, "default"),
+                        ("Built-in quick", crate::QUICK_PRESET, "quick"),
+                        ("Built-in denoising", crate::DENOISE_PRESET, "denoise"),
+                        (
+                            "Built-in denoising, quick",
+                            crate::DENOISE_QUICK_PRESET,
+                            "denoise-quick",
+                        ),
+                    ] {
+                        if ui.button(label).clicked() {
+                            ui.close();
+                            (self.config, self.origin) = builtin(text, name);
+                        }
+                    }
+                    ui.separator();
+                    if ui.button("Export metrics as CSV…").clicked() {
+                        ui.close();
+                        let d = rfd::AsyncFileDialog::new()
+                            .add_filter("CSV", &["csv"])
+                            .set_file_name("metrics.csv");
+                        self.dialog(&ctx, d, true, false, Reply::ExportCsvTo);
+                    }
+                    if ui.button("Export window as PNG…").clicked() {
+                        ui.close();
+                        let d = rfd::AsyncFileDialog::new()
+                            .add_filter("PNG", &["png"])
+                            .set_file_name("curves.png");
+                        self.dialog(&ctx, d, true, false, Reply::ExportPngTo);
+                    }
+                });
+            ui.separator();
+            let blocked = self.start_blocked();
+            let start = ui
+                .add_enabled(blocked.is_none(), egui::Button::new("Start"))
+                .on_hover_text("Pre-train, protect with SOPHON, then attack");
+            if start.clicked() {
+                let config = self.config.clone();
+                self.start(&ctx, config);
+            }
+            let active = self.run.active;
+            let paused = self.run.paused;
+            if ui
+                .add_enabled(active && !paused, egui::Button::new("Pause"))
+                .clicked()
+            {
+                self.pause();
+            }
+            if ui
+                .add_enabled(active && paused, egui::Button::new("Step"))
+                .on_hover_text("Run one step (one outer iteration in SOPHON), then pause again")
+                .clicked()
+            {
+                self.step();
+            }
+            if ui
+                .add_enabled(active && paused, egui::Button::new("Resume"))
+                .clicked()
+            {
+                self.resume();
+            }
+            if ui.add_enabled(active, egui::Button::new("Stop")).clicked() {
+                self.stop();
+            }
+            ui.separator();
+            ui.toggle_value(&mut self.settings.show_explain, "Explain");
+            if let Some(reason) = blocked.filter(|_| !active) {
+                ui.colored_label(Color32::LIGHT_RED, format!("Start disabled: {reason}"));
+            }
+        });
+        if let Some(e) = self.error.clone() {
+            ui.horizontal(|ui| {
+                ui.colored_label(Color32::LIGHT_RED, format!("Error: {e}"));
+                if ui.small_button("dismiss").clicked() {
+                    self.error = None;
+                }
+            });
+        }
+    }
+
+    fn status_ui(&mut self, ui: &mut Ui) {
+        if self.rss.0.elapsed() > Duration::from_secs(1) {
+            self.rss = (Instant::now(), run::memory::rss_kb());
+        }
+        ui.horizontal_wrapped(|ui| {
+            let r = &self.run;
+            let state = if r.active {
+                if r.paused { "paused" } else { "running" }
+            } else {
+                r.ended.as_deref().unwrap_or("idle")
+            };
+            ui.label(RichText::new(state).strong());
+            if let Some(phase) = &r.phase {
+                ui.label(format!("{phase} {}/{}", r.step, r.total_steps));
+            }
+            if let Some(rate) = r.rate {
+                ui.label(format!("{rate:.2} it/s"));
+            }
+            if let Some(eta) = r.eta().filter(|_| r.active) {
+                ui.label(format!("ETA {}", fmt_duration(eta)));
+            }
+            if !r.backend.is_empty() {
+                ui.separator();
+                ui.label(format!("{} on {}", r.backend, r.adapter));
+                if r.software_adapter {
+                    ui.colored_label(
+                        Color32::YELLOW,
+                        "Warning: software rasteriser (slow; the CPU backends are faster)",
+                    )
+                    .on_hover_text(
+                        "wgpu runs on a CPU emulation of a GPU here (no hardware adapter).",
+                    );
+                }
+            }
+            ui.separator();
+            if let Some(kb) = self.rss.1 {
+                ui.label(format!("{:.0} MiB", kb as f64 / 1024.0));
+            }
+            if let Some(ms) = self.frame_p95() {
+                ui.label(format!("frame {ms:.1} ms"));
+            }
+            if let Some(n) = &self.notice {
+                ui.separator();
+                ui.label(n);
+            }
+        });
+    }
+
+    fn setup_panel_ui(&mut self, ui: &mut Ui) {
+        // While a run goes the setup is read-only; what can change sits on top.
+        if let Some(live) = self.live.as_mut().filter(|_| self.run.active) {
+            ui.label(RichText::new("Live knobs").strong())
+                .on_hover_text("Change SOPHON while it runs; applied from the next outer iteration and marked on the curves.");
+            egui::Grid::new("live").num_columns(2).show(ui, |ui| {
+                for (name, value) in [("α", &mut live.alpha), ("β", &mut live.beta)] {
+                    let l = ui.label(name);
+                    ui.add(
+                        egui::DragValue::new(value)
+                            .range(0.0..=1.0)
+                            .speed(1e-5)
+                            .custom_formatter(|v, _| format!("{v:.2e}"))
+                            .custom_parser(|s| s.trim().parse().ok()),
+                    )
+                    .labelled_by(l.id);
+                    ui.end_row();
+                }
+                let l = ui.label("ℓ_FTS : ℓ_NTR");
+                ui.horizontal(|ui| {
+                    ui.add(egui::DragValue::new(&mut live.fts).range(0..=100))
+                        .labelled_by(l.id);
+                    ui.add(egui::DragValue::new(&mut live.ntr).range(0..=100))
+                        .labelled_by(l.id);
+                });
+                ui.end_row();
+                let l = ui.label("evaluate every");
+                ui.add(egui::DragValue::new(&mut live.eval_every).range(1..=10_000))
+                    .labelled_by(l.id);
+                ui.end_row();
+            });
+            let changed = self.live != self.live_sent;
+            if ui
+                .add_enabled(changed, egui::Button::new("Apply live"))
+                .clicked()
+            {
+                self.apply_live();
+            }
+        }
+        if self.live.is_some() && self.run.active {
+            ui.separator();
+        }
+        ui.horizontal(|ui| {
+            ui.heading("Experiment");
+            ui.label(RichText::new(&self.origin).weak());
+        });
+        let error = self.validation();
+        let previews = &self.previews;
+        let mut footer = |ui: &mut Ui, side: Side| preview_ui(ui, previews[side as usize].as_ref());
+        let actions = setup::setup_ui(
+            ui,
+            SetupState {
+                config: &mut self.config,
+                backend: &mut self.settings.backend,
+                error: error.as_ref(),
+                locked: self.run.active,
+                domain_footer: &mut footer,
+            },
+        );
+        let ctx = ui.ctx().clone();
+        for a in actions {
+            match a {
+                SetupAction::Pick(target) => {
+                    let d = rfd::AsyncFileDialog::new();
+                    let folder = target.folder;
+                    let t = target.clone();
+                    self.dialog(&ctx, d, false, folder, move |p| Reply::Picked(t, p));
+                }
+            }
+        }
+    }
+
+    fn explain_ui(&mut self, ui: &mut Ui) {
+        let (title, text) = match (&self.run.ended, self.run.active) {
+            (Some(how), false) => explain::ended_text(how),
+            _ => explain::phase_text(self.run.phase.as_deref().filter(|_| self.run.active)),
+        };
+        ui.heading("What is happening");
+        ui.label(RichText::new(title).strong());
+        ui.label(text);
+        if let Some(s) = &self.run.summary {
+            ui.separator();
+            ui.label(RichText::new("Result").strong());
+            let protected = match s.sophon.as_ref().and_then(|p| p.selected_iteration) {
+                Some(it) => format!("protected (iteration {it}, by model selection)"),
+                None => "protected".to_owned(),
+            };
+            let scores = [
+                (
+                    "pre-trained".to_owned(),
+                    s.pretrain.as_ref().map(|p| &p.scores),
+                ),
+                (protected, s.sophon.as_ref().map(|p| &p.scores)),
+            ];
+            for (model, scores) in scores {
+                if let Some(p) = scores {
+                    ui.label(format!(
+                        "{model}: original {} {:.3}",
+                        p.metric.label(),
+                        p.original
+                    ));
+                }
+            }
+            for a in &s.attack {
+                ui.label(format!(
+                    "{} from {}: restricted {} {:.3} (mean {:.3})",
+                    a.strategy,
+                    a.start,
+                    a.metric.label(),
+                    a.final_score,
+                    a.mean
+                ));
+            }
+        }
+    }
+
+    fn central_ui(&mut self, ui: &mut Ui) {
+        ui.horizontal(|ui| {
+            ui.selectable_value(&mut self.settings.tab, Tab::Curves, "Curves");
+            ui.selectable_value(&mut self.settings.tab, Tab::Runs, "Runs");
+            ui.selectable_value(&mut self.settings.tab, Tab::Log, "Log");
+        });
+        ui.separator();
+        match self.settings.tab {
+            Tab::Curves => {
+                let overlays: Vec<Overlay<'_>> = self
+                    .runs
+                    .iter()
+                    .filter(|r| r.overlay)
+                    .filter_map(|r| {
+                        r.series.as_ref().map(|s| Overlay {
+                            name: r.dir.file_name().and_then(|n| n.to_str()).unwrap_or("run"),
+                            series: s,
+                        })
+                    })
+                    .collect();
+                let metric = self.run.metric.unwrap_or(Metric::of(self.config.task));
+                if self.samples.is_empty() && metric == Metric::Acc {
+                    plots::curves_ui(
+                        ui,
+                        &self.series,
+                        metric,
+                        &overlays,
+                        &self.markers,
+                        None,
+                        &mut self.settings.plots,
+                    );
+                } else {
+                    // Denoising: the curves beside the sample grids.
+                    let width = ui.available_width();
+                    let cursor = self.samples.cursor();
+                    ui.horizontal_top(|ui| {
+                        ui.vertical(|ui| {
+                            ui.set_width(width * 0.6);
+                            plots::curves_ui(
+                                ui,
+                                &self.series,
+                                metric,
+                                &overlays,
+                                &self.markers,
+                                cursor,
+                                &mut self.settings.plots,
+                            );
+                        });
+                        ui.separator();
+                        ui.vertical(|ui| {
+                            ui.heading("Sample grids");
+                            egui::ScrollArea::vertical()
+                                .id_salt("samples")
+                                .show(ui, |ui| self.samples.ui(ui));
+                        });
+                    });
+                }
+            }
+            Tab::Runs => {
+                let actions = runs::runs_ui(ui, &mut self.runs);
+                let ctx = ui.ctx().clone();
+                for a in actions {
+                    match a {
+                        RunsAction::Refresh => self.refresh_runs(),
+                        RunsAction::OpenFolder => {
+                            if !self.busy_dialog {
+                                self.busy_dialog = true;
+                                let d = rfd::AsyncFileDialog::new();
+                                self.spawn(&ctx, move || {
+                                    match futures_lite::future::block_on(d.pick_folder()) {
+                                        Some(h) => {
+                                            Reply::RunOpened(runs::read_run(h.path()).map(Box::new))
+                                        }
+                                        None => Reply::Cancelled,
+                                    }
+                                });
+                            }
+                        }
+                        RunsAction::LoadSeries(i) => {
+                            let dir = self.runs[i].dir.clone();
+                            self.spawn(&ctx, move || {
+                                let result = runs::load_series(&dir);
+                                Reply::RunSeries(dir, result)
+                            });
+                        }
+                        RunsAction::Sweep => self.sweep_open = true,
+                    }
+                }
+            }
+            Tab::Log => {
+                egui::ScrollArea::vertical()
+                    .stick_to_bottom(true)
+                    .show(ui, |ui| {
+                        for line in &self.log {
+                            ui.monospace(line);
+                        }
+                    });
+            }
+        }
+    }
+
+    fn sweep_window(&mut self, ctx: &egui::Context) {
+        let mut open = self.sweep_open;
+        let preview = sweep::expand(&self.config, &self.settings.sweep);
+        let mut queue = false;
+        egui::Window::new("Sweep").open(&mut open).show(ctx, |ui| {
+            queue = sweep::sweep_ui(ui, &mut self.settings.sweep, &preview);
+        });
+        self.sweep_open = open;
+        if queue && let Ok(configs) = preview {
+            self.sweep_open = false;
+            self.queue.extend(configs);
+            self.settings.tab = Tab::Runs;
+            if !self.run.active
+                && let Some(first) = self.queue.pop_front()
+            {
+                self.start(ctx, first);
+            }
+        }
+    }
+}
+
+fn fmt_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    if s >= 3600 {
+        format!("{}h{:02}m", s / 3600, s / 60 % 60)
+    } else {
+        format!("{}m{:02}s", s / 60, s % 60)
+    }
+}

@@ -114,19 +114,29 @@ impl Workbench {
                         }
                     }
                     ui.separator();
-                    if ui.button("Export metrics as CSV…").clicked() {
-                        ui.close();
-                        let d = rfd::AsyncFileDialog::new()
-                            .add_filter("CSV", &["csv"])
-                            .set_file_name("metrics.csv");
-                        self.dialog(&ctx, d, true, false, Reply::ExportCsvTo);
-                    }
-                    if ui.button("Export window as PNG…").clicked() {
-                        ui.close();
-                        let d = rfd::AsyncFileDialog::new()
-                            .add_filter("PNG", &["png"])
-                            .set_file_name("curves.png");
-                        self.dialog(&ctx, d, true, false, Reply::ExportPngTo);
+                    type ToReply = fn(Option<PathBuf>) -> Reply;
+                    let exports: [(&str, &str, &str, ToReply); 2] = [
+                        (
+                            "Export metrics as CSV…",
+                            "csv",
+                            "metrics.csv",
+                            Reply::ExportCsvTo,
+                        ),
+                        (
+                            "Export window as PNG…",
+                            "png",
+                            "curves.png",
+                            Reply::ExportPngTo,
+                        ),
+                    ];
+                    for (label, ext, file, reply) in exports {
+                        if ui.button(label).clicked() {
+                            ui.close();
+                            let d = rfd::AsyncFileDialog::new()
+                                .add_filter(ext.to_uppercase(), &[ext])
+                                .set_file_name(file);
+                            self.dialog(&ctx, d, true, false, reply);
+                        }
                     }
                 });
             ui.separator();

@@ -650,6 +650,7 @@ fn default_sophon() -> SophonConfig {
         loss: SuppressionLoss::Ice,
         clip: 0.5,
         environments: vec![Environment::reference()],
+        draw_environment: false,
         ntr_batch_size: 64,
         eval_every: 5,
         probe: ProbeConfig {
@@ -765,7 +766,7 @@ fn sophon_ui(
         field_error_ui(ui, error, "sophon");
     });
     ui.label(RichText::new("Simulated attackers (environments)").italics())
-        .on_hover_text("Each FTS step fine-tunes a copy with every environment and averages their suppression gradients.");
+        .on_hover_text("Each FTS step fine-tunes a copy with every environment (or one drawn at random) and averages their suppression gradients.");
     let mut remove = None;
     let n = s.environments.len();
     for (i, env) in s.environments.iter_mut().enumerate() {
@@ -810,9 +811,15 @@ fn sophon_ui(
     if let Some(i) = remove {
         s.environments.remove(i);
     }
-    if ui.small_button("+ environment").clicked() {
-        s.environments.push(Environment::reference());
-    }
+    ui.horizontal(|ui| {
+        if ui.small_button("+ environment").clicked() {
+            s.environments.push(Environment::reference());
+        }
+        if s.environments.len() > 1 {
+            ui.checkbox(&mut s.draw_environment, "draw one per FTS step")
+                .on_hover_text("Each FTS step runs one environment drawn at random (the reference code's way) instead of all of them.");
+        }
+    });
 }
 
 fn strategies_ui(ui: &mut Ui, config: &mut ExperimentConfig, error: Option<&FieldError>) {

@@ -32,6 +32,7 @@ pub fn bench_config(k: usize) -> SophonConfig {
         loss: SuppressionLoss::Ice,
         clip: 0.5,
         environments: vec![env],
+        draw_environment: false,
         ntr_batch_size: 150,
         eval_every: 1,
         probe: ProbeConfig {

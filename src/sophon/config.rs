@@ -210,6 +210,10 @@ pub struct SophonConfig {
     pub clip: f64,
     /// The simulated attackers (N ≥ 1).
     pub environments: Vec<Environment>,
+    /// Each FTS step runs one environment drawn at random from `environments` (the reference
+    /// code's way: N steps cost as one) instead of all N (the paper's; the default).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub draw_environment: bool,
     /// Original-domain batch of each NTR step.
     pub ntr_batch_size: usize,
     /// Evaluate intactness and the probe every this many outer iterations.

@@ -101,8 +101,9 @@ pub struct FtsStats {
     pub grad_norm: f64,
 }
 
-/// The accumulated first-order MAML gradient of one FTS step (not yet clipped or applied). The
-/// real model, its parameters and its normalisation statistics are left untouched.
+/// The accumulated first-order MAML gradient of one FTS step (not yet clipped or applied), over
+/// every environment or, with `draw_environment`, over one drawn from `rng` first. The real
+/// model, its parameters and its normalisation statistics are left untouched.
 pub fn fts_gradient<M: Protectable>(
     model: &M,
     config: &SophonConfig,
@@ -114,10 +115,16 @@ pub fn fts_gradient<M: Protectable>(
 ) -> Result<(GradientsParams, f64), Interrupted> {
     let device = &devices.train;
     let mut acc = GradientsParams::new();
-    let weight = 1.0 / (config.environments.len() * config.inner_steps) as f64;
+    let envs = if config.draw_environment {
+        let drawn = rng.below(config.environments.len());
+        std::slice::from_ref(&config.environments[drawn])
+    } else {
+        &config.environments[..]
+    };
+    let weight = 1.0 / (envs.len() * config.inner_steps) as f64;
     // The query losses are summed on the device and read back once, not once per inner step.
     let mut loss_sum: Option<Tensor<1>> = None;
-    for env in &config.environments {
+    for env in envs {
         let mut fast = model.simulated_copy(env, device);
         let mut inner = super::optim::build(&env.optimizer);
         let support = env.batch_size - env.query_size;
@@ -144,7 +151,7 @@ pub fn fts_gradient<M: Protectable>(
             monitor.poll()?;
         }
     }
-    let evaluations = (config.environments.len() * config.inner_steps) as f64;
+    let evaluations = (envs.len() * config.inner_steps) as f64;
     let loss_sum = loss_sum.map_or(0.0, |t| t.into_scalar::<f32>() as f64);
     Ok((acc, loss_sum / evaluations))
 }

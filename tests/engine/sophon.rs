@@ -70,6 +70,70 @@ fn a_simulated_fts_step_leaves_the_real_model_untouched() {
     );
 }
 
+/// The gradient values `grads` holds for `model`'s parameters, flattened in visiting order.
+fn gradient_values(model: &Classifier, grads: &burn::optim::GradientsParams) -> Vec<f32> {
+    struct Values<'a> {
+        grads: &'a burn::optim::GradientsParams,
+        values: Vec<f32>,
+    }
+    impl ModuleVisitor for Values<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(g) = self.grads.get::<D>(param.id) {
+                self.values
+                    .extend(g.into_data().try_to_vec::<f32>().unwrap());
+            }
+        }
+    }
+    let mut v = Values {
+        grads,
+        values: Vec::new(),
+    };
+    model.visit(&mut v);
+    v.values
+}
+
+#[test]
+fn a_step_with_a_drawn_environment_is_that_environments_step() {
+    let config = small(&[]);
+    let mut sophon = config.sophon.clone().unwrap();
+    let mut second = sophon.environments[0].clone();
+    second.optimizer.lr *= 10.0;
+    second.batch_size = 40;
+    sophon.environments.push(second);
+    sophon.draw_environment = true;
+    let devices = Devices::new(Device::flex());
+    let (_, restricted) = experiment::load_domains(&config).unwrap();
+    let model = experiment::fresh_model(&config, 10, 1, &devices);
+    let step = |s: &sophon_workbench::sophon::config::SophonConfig, rng: &mut Rng| {
+        let (grads, loss) = fts_gradient(
+            &model,
+            s,
+            &(),
+            &restricted.train,
+            rng,
+            &devices,
+            &mut Recorder::default(),
+        )
+        .unwrap();
+        (gradient_values(&model, &grads), loss)
+    };
+    let mut drawn = [false; 2];
+    for seed in 1..=6 {
+        let got = step(&sophon, &mut Rng::new(seed));
+        // The draw comes first from the step's generator; the rest is that environment's step.
+        let mut rng = Rng::new(seed);
+        let i = rng.below(2);
+        let mut alone = sophon.clone();
+        alone.draw_environment = false;
+        alone.environments = vec![sophon.environments[i].clone()];
+        let want = step(&alone, &mut rng);
+        assert!(!got.0.is_empty());
+        assert_eq!(got, want, "seed {seed}: the step of environment {i} alone");
+        drawn[i] = true;
+    }
+    assert_eq!(drawn, [true, true], "both environments were drawn");
+}
+
 /// Mean suppression loss (for feature DoS: the share of the last hidden units switched on) on
 /// held-out restricted data after a short, fixed fine-tune.
 fn suppression_after_finetune(

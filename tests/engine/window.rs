@@ -532,3 +532,29 @@ fn a_denoising_run_shows_sample_grids_with_a_step_slider() {
         "the cursor is drawn on the curves"
     );
 }
+
+#[test]
+fn the_draw_one_environment_box_shows_with_two_environments_and_sets_the_preset() {
+    let runs = tempfile::tempdir().unwrap();
+    // Tall enough that the setup panel's SOPHON section is on screen without scrolling.
+    let mut h = HarnessBuilder::default()
+        .with_size(egui::vec2(1400.0, 3000.0))
+        .build_ui_state(
+            |ui, app: &mut Workbench| app.show(ui),
+            quick_app(runs.path()),
+        );
+    h.step();
+    let label = "draw one per FTS step";
+    assert!(
+        h.query_by_label(label).is_none(),
+        "nothing to draw from with one environment"
+    );
+    let sophon = h.state_mut().config.sophon.as_mut().unwrap();
+    let second = sophon.environments[0].clone();
+    sophon.environments.push(second);
+    h.step();
+    h.get_by_label(label).click();
+    h.step();
+    h.step();
+    assert!(h.state().config.sophon.as_ref().unwrap().draw_environment);
+}

@@ -35,8 +35,12 @@ fn quick_app(runs: &Path) -> Workbench {
 }
 
 fn harness(app: Workbench) -> Harness<'static, Workbench> {
+    harness_of_height(app, 900.0)
+}
+
+fn harness_of_height(app: Workbench, height: f32) -> Harness<'static, Workbench> {
     HarnessBuilder::default()
-        .with_size(egui::vec2(1400.0, 900.0))
+        .with_size(egui::vec2(1400.0, height))
         .build_ui_state(|ui, app: &mut Workbench| app.show(ui), app)
 }
 
@@ -537,12 +541,7 @@ fn a_denoising_run_shows_sample_grids_with_a_step_slider() {
 fn the_draw_one_environment_box_shows_with_two_environments_and_sets_the_preset() {
     let runs = tempfile::tempdir().unwrap();
     // Tall enough that the setup panel's SOPHON section is on screen without scrolling.
-    let mut h = HarnessBuilder::default()
-        .with_size(egui::vec2(1400.0, 3000.0))
-        .build_ui_state(
-            |ui, app: &mut Workbench| app.show(ui),
-            quick_app(runs.path()),
-        );
+    let mut h = harness_of_height(quick_app(runs.path()), 3000.0);
     h.step();
     let label = "draw one per FTS step";
     assert!(

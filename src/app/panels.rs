@@ -373,16 +373,21 @@ impl Workbench {
                     })
                     .collect();
                 let metric = self.run.metric.unwrap_or(Metric::of(self.config.task));
-                if self.samples.is_empty() && metric == Metric::Acc {
+                let (series, markers) = (&self.series, &self.markers);
+                let plot_settings = &mut self.settings.plots;
+                let mut curves = |ui: &mut Ui, cursor| {
                     plots::curves_ui(
                         ui,
-                        &self.series,
+                        series,
                         metric,
                         &overlays,
-                        &self.markers,
-                        None,
-                        &mut self.settings.plots,
-                    );
+                        markers,
+                        cursor,
+                        plot_settings,
+                    )
+                };
+                if self.samples.is_empty() && metric == Metric::Acc {
+                    curves(ui, None);
                 } else {
                     // Denoising: the curves beside the sample grids.
                     let width = ui.available_width();
@@ -390,15 +395,7 @@ impl Workbench {
                     ui.horizontal_top(|ui| {
                         ui.vertical(|ui| {
                             ui.set_width(width * 0.6);
-                            plots::curves_ui(
-                                ui,
-                                &self.series,
-                                metric,
-                                &overlays,
-                                &self.markers,
-                                cursor,
-                                &mut self.settings.plots,
-                            );
+                            curves(ui, cursor);
                         });
                         ui.separator();
                         ui.vertical(|ui| {

@@ -27,7 +27,7 @@ pub enum ConfigError {
     Override { assignment: String, message: String },
 }
 
-fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         field: field.into(),
         message: message.into(),
@@ -442,13 +442,22 @@ impl OptimizerConfig {
         }
     }
 
-    fn validate(&self, field: &str) -> Result<(), ConfigError> {
+    /// The one check of every optimizer block (pre-training, simulated environments, the probe,
+    /// attackers): a positive finite learning rate, momentum in [0, 1), a finite weight decay
+    /// ≥ 0. `field` is the block's dotted path, for the message.
+    pub fn validate(&self, field: &str) -> Result<(), ConfigError> {
         positive(&format!("{field}.lr"), self.lr)?;
         if !(0.0..1.0).contains(&self.momentum) {
-            return Err(invalid(format!("{field}.momentum"), "must be in [0, 1)"));
+            return Err(invalid(
+                format!("{field}.momentum"),
+                format!("must be in [0, 1) (got {})", self.momentum),
+            ));
         }
         if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
-            return Err(invalid(format!("{field}.weight_decay"), "must be ≥ 0"));
+            return Err(invalid(
+                format!("{field}.weight_decay"),
+                format!("must be a finite number ≥ 0 (got {})", self.weight_decay),
+            ));
         }
         Ok(())
     }
@@ -546,7 +555,7 @@ impl EvaluationConfig {
     }
 }
 
-fn positive(field: &str, v: f64) -> Result<(), ConfigError> {
+pub(crate) fn positive(field: &str, v: f64) -> Result<(), ConfigError> {
     if v > 0.0 && v.is_finite() {
         Ok(())
     } else {
@@ -557,7 +566,7 @@ fn positive(field: &str, v: f64) -> Result<(), ConfigError> {
     }
 }
 
-fn at_least(field: &str, v: usize, min: usize) -> Result<(), ConfigError> {
+pub(crate) fn at_least(field: &str, v: usize, min: usize) -> Result<(), ConfigError> {
     if v >= min {
         Ok(())
     } else {
@@ -565,7 +574,13 @@ fn at_least(field: &str, v: usize, min: usize) -> Result<(), ConfigError> {
     }
 }
 
-fn at_most(field: &str, v: usize, max: usize) -> Result<(), ConfigError> {
+/// A batch size: at least 1 and at most [`MAX_BATCH`](crate::limits::MAX_BATCH).
+pub(crate) fn batch_size(field: &str, v: usize) -> Result<(), ConfigError> {
+    at_least(field, v, 1)?;
+    at_most(field, v, crate::limits::MAX_BATCH)
+}
+
+pub(crate) fn at_most(field: &str, v: usize, max: usize) -> Result<(), ConfigError> {
     if v <= max {
         Ok(())
     } else {
@@ -670,13 +685,13 @@ impl ExperimentConfig {
         if p.load.is_none() {
             at_least("pretrain.epochs", p.epochs, 1)?;
         }
-        at_least("pretrain.batch_size", p.batch_size, 1)?;
+        batch_size("pretrain.batch_size", p.batch_size)?;
         p.optimizer.validate("pretrain.optimizer")?;
         if let Some(s) = &self.sophon {
             s.validate()?;
         }
         let e = &self.evaluation;
-        at_least("evaluation.batch_size", e.batch_size, 1)?;
+        batch_size("evaluation.batch_size", e.batch_size)?;
         let starts = e.starts(self.sophon.is_some());
         if starts.is_empty() {
             return Err(invalid(
@@ -697,7 +712,7 @@ impl ExperimentConfig {
                 return Err(invalid(format!("{f}.name"), "must be non-empty and unique"));
             }
             at_least(&format!("{f}.epochs"), s.epochs, 1)?;
-            at_least(&format!("{f}.batch_size"), s.batch_size, 1)?;
+            batch_size(&format!("{f}.batch_size"), s.batch_size)?;
             s.optimizer.validate(&format!("{f}.optimizer"))?;
         }
         Ok(())
@@ -782,6 +797,14 @@ impl ExperimentConfig {
         if let DataSource::Procedural { train, test, .. } = source {
             at_least(&format!("{field}.train"), *train, 1)?;
             at_least(&format!("{field}.test"), *test, 1)?;
+            // Generated images live in memory: refuse what the machine cannot hold.
+            let per_image = (self.input.channels * self.input.size * self.input.size) as u64;
+            for (name, n) in [("train", *train), ("test", *test)] {
+                let f = format!("{field}.{name}");
+                let bytes = crate::limits::image_bytes(n as u64, per_image);
+                crate::limits::check_image_memory(&format!("{n} images"), bytes)
+                    .map_err(|m| invalid(f, m))?;
+            }
         }
         for (name, path) in source.clone().paths_mut() {
             if path.as_os_str().is_empty() {

@@ -9,6 +9,7 @@ pub mod app;
 pub mod config;
 pub mod data;
 pub mod diffusion;
+pub mod limits;
 pub mod model;
 pub mod run;
 pub mod sophon;

@@ -661,6 +661,7 @@ fn default_sophon() -> SophonConfig {
         guard: None,
         checkpoint_every: 0,
         select: None,
+        on_divergence: Default::default(),
         load: None,
     }
 }

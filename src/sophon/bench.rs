@@ -43,6 +43,7 @@ pub fn bench_config(k: usize) -> SophonConfig {
         guard: None,
         checkpoint_every: 0,
         select: None,
+        on_divergence: Default::default(),
         load: None,
     }
 }

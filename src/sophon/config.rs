@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::task::Metric;
-use crate::config::{ConfigError, OptimizerConfig, OptimizerKind, Task};
+use crate::config::{ConfigError, OptimizerConfig, OptimizerKind, Task, batch_size, invalid};
 
 /// The suppression loss L_α minimised on the query part of each simulated fine-tuning step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -168,24 +168,39 @@ impl GuardConfig {
         match (task, self.min_original_acc, self.max_original_mse) {
             (Task::Classification, Some(min), None) if (0.0..=1.0).contains(&min) => Ok(()),
             (Task::Classification, Some(_), None) => Err(invalid(
-                "sophon.guard.min_original_acc".into(),
+                "sophon.guard.min_original_acc",
                 "must be a fraction in [0, 1]",
             )),
             (Task::Denoising, None, Some(max)) if max > 0.0 && max.is_finite() => Ok(()),
             (Task::Denoising, None, Some(_)) => Err(invalid(
-                "sophon.guard.max_original_mse".into(),
+                "sophon.guard.max_original_mse",
                 "must be a positive number",
             )),
             (Task::Classification, ..) => Err(invalid(
-                "sophon.guard".into(),
+                "sophon.guard",
                 "a classifier's guard is min_original_acc (and only that)",
             )),
             (Task::Denoising, ..) => Err(invalid(
-                "sophon.guard".into(),
+                "sophon.guard",
                 "a denoiser's guard is max_original_mse (and only that)",
             )),
         }
     }
+}
+
+/// What SOPHON does when a loss, a gradient norm, a parameter or an evaluation turns NaN or
+/// infinite. Either way the event is recorded (`metrics.jsonl`, `summary.json`) and the run's
+/// status is `diverged`: a diverged model is never reported as a protected one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DivergencePolicy {
+    /// Roll back to the last evaluated model that was finite and within the guard (at worst
+    /// the pre-trained model), end SOPHON there and go on to the attacker evaluation.
+    #[default]
+    Rollback,
+    /// End the run: no attacker evaluation; the last checkpoint (written before the
+    /// divergence, so finite) stays for inspection.
+    Stop,
 }
 
 /// SOPHON's loops and knobs.
@@ -227,6 +242,9 @@ pub struct SophonConfig {
     /// Hand on the best evaluated model instead of the last one (off when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub select: Option<SelectConfig>,
+    /// What to do when something turns NaN or infinite (default: roll back).
+    #[serde(default)]
+    pub on_divergence: DivergencePolicy,
     /// Skip the outer loop: load this protected model (a `.bpk` written by an earlier run, e.g.
     /// its `checkpoints/protected.bpk`) and go straight to the attacker evaluation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -235,13 +253,6 @@ pub struct SophonConfig {
 
 fn default_clip() -> f64 {
     0.5
-}
-
-fn invalid(field: String, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        field,
-        message: message.into(),
-    }
 }
 
 impl SophonConfig {
@@ -287,12 +298,8 @@ impl SophonConfig {
                     "simulated attackers use sgd, sgd-momentum or adam",
                 ));
             }
-            if !(env.optimizer.lr > 0.0 && env.optimizer.lr.is_finite()) {
-                return Err(invalid(
-                    format!("{e}.optimizer.lr"),
-                    "must be a positive number",
-                ));
-            }
+            env.optimizer.validate(&format!("{e}.optimizer"))?;
+            batch_size(&format!("{e}.batch_size"), env.batch_size)?;
             if env.query_size == 0 || env.query_size >= env.batch_size {
                 return Err(invalid(
                     format!("{e}.query_size"),
@@ -303,18 +310,15 @@ impl SophonConfig {
                 ));
             }
         }
-        if self.ntr_batch_size == 0 {
-            return Err(invalid(f("ntr_batch_size"), "must be at least 1"));
-        }
+        batch_size(&f("ntr_batch_size"), self.ntr_batch_size)?;
         if self.eval_every == 0 {
             return Err(invalid(f("eval_every"), "must be at least 1"));
         }
-        if self.probe.steps == 0 || self.probe.batch_size == 0 {
-            return Err(invalid(
-                f("probe.steps"),
-                "probe steps and batch_size must be at least 1",
-            ));
+        if self.probe.steps == 0 {
+            return Err(invalid(f("probe.steps"), "must be at least 1"));
         }
+        batch_size(&f("probe.batch_size"), self.probe.batch_size)?;
+        self.probe.optimizer.validate(&f("probe.optimizer"))?;
         if let Some(select) = &self.select {
             if select.holdout == 0 {
                 return Err(invalid(

@@ -4,7 +4,7 @@
 //! label, then 1024 R, 1024 G, 1024 B bytes (32×32, row-major). CIFAR-100: `train.bin` and
 //! `test.bin`; records of 3074 bytes: coarse label, fine label, then the pixels.
 
-use std::fs;
+use std::io::Read;
 use std::path::Path;
 
 use super::{DataError, ImageSet, Split};
@@ -21,17 +21,23 @@ pub fn read_records(
     set: &mut ImageSet,
     limit: Option<usize>,
 ) -> Result<(), DataError> {
-    let bytes = fs::read(path).map_err(|e| DataError::file(path, format!("cannot read: {e}")))?;
+    let (mut file, len) = super::open_regular(path)?;
     let record = label_bytes + PIXELS;
-    if bytes.is_empty() || bytes.len() % record != 0 {
+    if len == 0 || len % record as u64 != 0 {
         return Err(DataError::file(
             path,
             format!(
-                "{} bytes is not a whole number of {record}-byte CIFAR records (truncated or not CIFAR)",
-                bytes.len()
+                "{len} bytes is not a whole number of {record}-byte CIFAR records (truncated or not CIFAR)"
             ),
         ));
     }
+    let records = (len / record as u64) as usize;
+    let keep = limit.map_or(records, |l| l.saturating_sub(set.len()).min(records));
+    super::check_memory(path, set.len() + keep, PIXELS)?;
+    // Only the records kept are read.
+    let mut bytes = vec![0; keep * record];
+    file.read_exact(&mut bytes)
+        .map_err(|e| DataError::file(path, format!("cannot read: {e}")))?;
     for (r, chunk) in bytes.chunks_exact(record).enumerate() {
         if limit.is_some_and(|l| set.len() >= l) {
             break;

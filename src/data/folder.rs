@@ -1,5 +1,6 @@
 //! Image folders: one sub-folder per class of PNG/JPEG files (torchvision's and burn's ImageFolder).
-//! Classes are the sub-folder names in sorted order.
+//! Classes are the sub-folder names in sorted order; a test folder's classes are matched to its
+//! train folder's by name (a test class the train folder lacks is an error).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -39,8 +40,9 @@ pub fn class_names(root: &Path) -> Result<Vec<String>, DataError> {
     Ok(classes)
 }
 
-/// Load an image folder, decoding every image to `channels` at `size × size`. A colour image
-/// into a grey model (or the reverse) needs `convert_channels`.
+/// Load an image folder, decoding every image to `channels` at `size × size`, with its own
+/// sub-folders as the classes. A colour image into a grey model (or the reverse) needs
+/// `convert_channels`.
 pub fn load_sized(
     root: &Path,
     channels: usize,
@@ -49,33 +51,65 @@ pub fn load_sized(
     limit: Option<usize>,
 ) -> Result<ImageSet, DataError> {
     let classes = class_names(root)?;
+    load_classes(root, channels, size, convert_channels, limit, &classes)
+}
+
+/// [`load_sized`] in a given label space. `classes` is the label space (a
+/// train folder's own class names; for a test folder, its train folder's): each sub-folder's
+/// images get the label of its name there, and a sub-folder not named there is an error.
+pub fn load_classes(
+    root: &Path,
+    channels: usize,
+    size: usize,
+    convert_channels: bool,
+    limit: Option<usize>,
+    classes: &[String],
+) -> Result<ImageSet, DataError> {
     let name = format!("image folder {}", root.display());
     let mut set = ImageSet::empty(&name, channels, size, size, classes.len());
     // Take images round-robin across classes so that a limit keeps the classes balanced.
-    let mut per_class = Vec::with_capacity(classes.len());
-    for class in &classes {
-        let dir = root.join(class);
-        let files: Vec<PathBuf> = sorted_entries(&dir)?
-            .into_iter()
-            .filter(|p| is_image(p))
-            .collect();
+    let mut per_class = Vec::new();
+    for class in class_names(root)? {
+        let dir = root.join(&class);
+        let label = classes.iter().position(|c| *c == class).ok_or_else(|| {
+            DataError::file(
+                &dir,
+                format!(
+                    "class `{class}` is not among the training classes ({}); a test class must also be a training class",
+                    classes.join(", ")
+                ),
+            )
+        })?;
+        let mut files = Vec::new();
+        for path in sorted_entries(&dir)?.into_iter().filter(|p| is_image(p)) {
+            if !path.is_file() {
+                return Err(DataError::file(&path, "not a regular file"));
+            }
+            files.push(path);
+        }
         if files.is_empty() {
             return Err(DataError::file(
                 &dir,
                 "class folder holds no PNG/JPEG images",
             ));
         }
-        per_class.push(files);
+        per_class.push((label as u32, files));
     }
-    let longest = per_class.iter().map(Vec::len).max().unwrap_or(0);
+    let total: usize = per_class.iter().map(|(_, f)| f.len()).sum();
+    super::check_memory(
+        root,
+        limit.map_or(total, |l| l.min(total)),
+        channels * size * size,
+    )?;
+    let longest = per_class.iter().map(|(_, f)| f.len()).max().unwrap_or(0);
     'outer: for i in 0..longest {
-        for (label, files) in per_class.iter().enumerate() {
+        for (label, files) in &per_class {
             if limit.is_some_and(|l| set.len() >= l) {
                 break 'outer;
             }
             if let Some(path) = files.get(i) {
                 let pixels = decode(path, channels, size, convert_channels)?;
-                set.push(&pixels, label as u32);
+                set.push(&pixels, *label);
             }
         }
     }

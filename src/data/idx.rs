@@ -3,8 +3,7 @@
 //! Big-endian: magic `0x00000803` (u8 images, 3 dims) or `0x00000801` (u8 labels, 1 dim), then the
 //! dimensions as u32, then the raw bytes.
 
-use std::fs;
-use std::io::Read;
+use std::io::{BufRead, Read};
 use std::path::Path;
 
 use flate2::read::GzDecoder;
@@ -14,17 +13,114 @@ use super::{DataError, ImageSet};
 const IMAGES_MAGIC: u32 = 0x0000_0803;
 const LABELS_MAGIC: u32 = 0x0000_0801;
 
-/// Read a file, transparently un-gzipping it when it starts with the gzip magic.
-pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, DataError> {
-    let raw = fs::read(path).map_err(|e| DataError::file(path, format!("cannot read: {e}")))?;
-    if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        GzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|e| DataError::file(path, format!("corrupt gzip data: {e}")))?;
-        Ok(out)
+/// A gzip stream may inflate to at most this many times its compressed size (real image sets
+/// compress 2–10×): a header that claims more is refused before anything is inflated.
+pub const MAX_GZIP_RATIO: u64 = 64;
+/// ...but a small file may always claim this much.
+const GZIP_FLOOR: u64 = 64 << 20;
+
+/// An IDX file's dimensions and its body, read without trusting the header: the file must be a
+/// regular file, the body it claims must match the file's size (plain) or a plausible
+/// inflation of it (gzip, whose output is cut at the claim), and the images must fit in
+/// memory — all checked before the body is allocated.
+fn read_idx(path: &Path, magic: u32, what: &str) -> Result<(Vec<usize>, Vec<u8>), DataError> {
+    let (file, len) = super::open_regular(path)?;
+    let mut file = std::io::BufReader::new(file);
+    let gzip = file
+        .fill_buf()
+        .map_err(|e| DataError::file(path, format!("cannot read: {e}")))?
+        .starts_with(&[0x1f, 0x8b]);
+    let mut reader: Box<dyn Read> = if gzip {
+        Box::new(GzDecoder::new(file))
     } else {
-        Ok(raw)
+        Box::new(file)
+    };
+    let read_error = |e: std::io::Error| {
+        if gzip {
+            DataError::file(path, format!("corrupt gzip data: {e}"))
+        } else {
+            DataError::file(path, format!("cannot read: {e}"))
+        }
+    };
+    let ndims = if magic == IMAGES_MAGIC { 3 } else { 1 };
+    let need = 4 + 4 * ndims;
+    let mut head = Vec::with_capacity(need);
+    (&mut reader)
+        .take(need as u64)
+        .read_to_end(&mut head)
+        .map_err(read_error)?;
+    let dims = header(&head, path, magic, what)?;
+    let claimed = dims
+        .iter()
+        .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64));
+    let claimed = claimed.ok_or_else(|| {
+        DataError::file(
+            path,
+            format!("header claims dimensions {dims:?}: too large"),
+        )
+    })?;
+    if !gzip && len != need as u64 + claimed {
+        return Err(DataError::file(
+            path,
+            format!(
+                "header claims {} ({claimed} bytes) but the file holds {} bytes of {what}",
+                describe(&dims),
+                len.saturating_sub(need as u64)
+            ),
+        ));
+    }
+    if gzip && claimed > GZIP_FLOOR.max(len.saturating_mul(MAX_GZIP_RATIO)) {
+        return Err(DataError::file(
+            path,
+            format!(
+                "header claims {} ({claimed} bytes) from {len} bytes of gzip: more than {MAX_GZIP_RATIO}× compression, which no image set has (a lying header or a gzip bomb); refused before inflating it",
+                describe(&dims)
+            ),
+        ));
+    }
+    if magic == IMAGES_MAGIC {
+        let (rows, cols) = (dims[1], dims[2]);
+        if rows == 0 || cols == 0 || rows > 4096 || cols > 4096 {
+            return Err(DataError::file(
+                path,
+                format!("implausible image size {rows}×{cols}"),
+            ));
+        }
+    }
+    let values = if magic == IMAGES_MAGIC {
+        dims[1] * dims[2]
+    } else {
+        1
+    };
+    super::check_memory(path, dims[0], values)?;
+    let mut body = Vec::with_capacity(claimed as usize);
+    reader
+        .take(claimed + 1)
+        .read_to_end(&mut body)
+        .map_err(read_error)?;
+    if body.len() as u64 != claimed {
+        return Err(DataError::file(
+            path,
+            format!(
+                "header claims {} ({claimed} bytes) but the file holds {} bytes of {what}",
+                describe(&dims),
+                if body.len() as u64 > claimed {
+                    "more".to_string()
+                } else {
+                    body.len().to_string()
+                }
+            ),
+        ));
+    }
+    Ok((dims, body))
+}
+
+/// `60000 images of 28×28` or `60000 labels`.
+fn describe(dims: &[usize]) -> String {
+    match dims {
+        [n, rows, cols] => format!("{n} images of {rows}×{cols}"),
+        [n] => format!("{n} labels"),
+        _ => format!("{dims:?}"),
     }
 }
 
@@ -56,49 +152,18 @@ pub fn read_images(
     path: &Path,
     limit: Option<usize>,
 ) -> Result<(usize, usize, usize, Vec<u8>), DataError> {
-    let bytes = read_maybe_gz(path)?;
-    let dims = header(&bytes, path, IMAGES_MAGIC, "images")?;
+    let (dims, mut body) = read_idx(path, IMAGES_MAGIC, "pixels")?;
     let (n, rows, cols) = (dims[0], dims[1], dims[2]);
-    if rows == 0 || cols == 0 || rows > 4096 || cols > 4096 {
-        return Err(DataError::file(
-            path,
-            format!("implausible image size {rows}×{cols}"),
-        ));
-    }
-    let body = &bytes[16..];
-    let expected = n.checked_mul(rows * cols).ok_or_else(|| {
-        DataError::file(
-            path,
-            format!("header claims {n} images of {rows}×{cols}: too large"),
-        )
-    })?;
-    if body.len() != expected {
-        return Err(DataError::file(
-            path,
-            format!(
-                "header claims {n} images of {rows}×{cols} ({expected} bytes) but the file holds {} bytes of pixels",
-                body.len()
-            ),
-        ));
-    }
     let keep = limit.map_or(n, |l| l.min(n));
-    Ok((keep, rows, cols, body[..keep * rows * cols].to_vec()))
+    body.truncate(keep * rows * cols);
+    Ok((keep, rows, cols, body))
 }
 
 /// Read an IDX label file, keeping at most `limit` labels.
 pub fn read_labels(path: &Path, limit: Option<usize>) -> Result<Vec<u8>, DataError> {
-    let bytes = read_maybe_gz(path)?;
-    let dims = header(&bytes, path, LABELS_MAGIC, "labels")?;
-    let n = dims[0];
-    let body = &bytes[8..];
-    if body.len() != n {
-        return Err(DataError::file(
-            path,
-            format!("header claims {n} labels but the file holds {}", body.len()),
-        ));
-    }
-    let keep = limit.map_or(n, |l| l.min(n));
-    Ok(body[..keep].to_vec())
+    let (dims, mut body) = read_idx(path, LABELS_MAGIC, "labels")?;
+    body.truncate(limit.map_or(dims[0], |l| l.min(dims[0])));
+    Ok(body)
 }
 
 /// An image file and its label file as one set. Classes are `max label + 1` (at least 10 when the

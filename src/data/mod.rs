@@ -35,6 +35,35 @@ impl DataError {
     }
 }
 
+/// Open `path` for reading when it is a regular file (a FIFO or a device such as `/dev/zero`
+/// could block forever or never end); the file and its length in bytes.
+pub fn open_regular(path: &Path) -> Result<(std::fs::File, u64), DataError> {
+    let meta =
+        std::fs::metadata(path).map_err(|e| DataError::file(path, format!("cannot read: {e}")))?;
+    if !meta.is_file() {
+        let what = if meta.is_dir() {
+            "a folder"
+        } else {
+            "not a regular file (a device, FIFO or socket)"
+        };
+        return Err(DataError::file(
+            path,
+            format!("{what}; expected a data file"),
+        ));
+    }
+    let file = std::fs::File::open(path)
+        .map_err(|e| DataError::file(path, format!("cannot read: {e}")))?;
+    Ok((file, meta.len()))
+}
+
+/// Err naming `path` when `images` images of `values` values each would not fit in the memory
+/// the machine allows for image data.
+pub fn check_memory(path: &Path, images: usize, values: usize) -> Result<(), DataError> {
+    let bytes = crate::limits::image_bytes(images as u64, values as u64);
+    crate::limits::check_image_memory(&format!("{images} images of {values} values"), bytes)
+        .map_err(|m| DataError::file(path, m))
+}
+
 /// Which part of a data set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Split {
@@ -167,8 +196,32 @@ impl Domain {
 
 /// Load both splits of a configured data source and conform them to the model's input.
 pub fn load_domain(data: &DataSource, input: &InputConfig, seed: u64) -> Result<Domain, DataError> {
-    let mut train = load_split(data, input, seed, Split::Train)?;
-    let mut test = load_split(data, input, seed, Split::Test)?;
+    let (mut train, mut test) = match data {
+        // Image folders: the test split's classes are matched to the train split's by name.
+        DataSource::Folder {
+            train,
+            test,
+            train_limit,
+            test_limit,
+        } => {
+            let train_classes = folder::class_names(train)?;
+            let load = |root: &Path, limit: Option<usize>| {
+                folder::load_classes(
+                    root,
+                    input.channels,
+                    input.size,
+                    input.convert_channels,
+                    limit,
+                    &train_classes,
+                )
+            };
+            (load(train, *train_limit)?, load(test, *test_limit)?)
+        }
+        _ => (
+            load_split(data, input, seed, Split::Train)?,
+            load_split(data, input, seed, Split::Test)?,
+        ),
+    };
     if let Some(n) = data.train_limit() {
         train.truncate(n);
     }

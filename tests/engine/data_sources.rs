@@ -297,3 +297,106 @@ fn domains_are_conformed_to_the_model_input() {
     let d = data::load_domain(&src, &input(14, 1, false), 1).unwrap();
     assert_eq!((d.train.len(), d.test.len(), d.train.height), (15, 10, 14));
 }
+
+/// Run `f` on another thread: its result, or a panic when it takes longer than 20 s (a read
+/// that blocks forever).
+fn within_20_s<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(20))
+        .expect("the loader returned instead of blocking")
+}
+
+#[test]
+fn devices_fifos_and_folders_are_refused_as_data_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, labels) = write_idx(dir.path(), "ok", 5, false);
+    // /dev/zero never ends; read whole it would fill the memory.
+    let l = labels.clone();
+    let err = within_20_s(move || idx::load_pair(Path::new("/dev/zero"), &l, None))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("/dev/zero") && err.contains("not a regular file"),
+        "{err}"
+    );
+    // A FIFO nobody writes to would block forever.
+    let fifo = dir.path().join("fifo-images");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    if made.is_ok_and(|s| s.success()) {
+        let (f, l) = (fifo.clone(), labels.clone());
+        let err = within_20_s(move || idx::load_pair(&f, &l, None))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("fifo-images") && err.contains("not a regular file"),
+            "{err}"
+        );
+        let f = fifo.clone();
+        let err = within_20_s(move || {
+            let mut set = sophon_workbench::data::ImageSet::empty("x", 3, 32, 32, 10);
+            cifar::read_records(&f, 1, 0, 10, &mut set, None)
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("not a regular file"), "{err}");
+    } else {
+        eprintln!("skipped: the FIFO case (mkfifo is not available here)");
+    }
+    let err = idx::load_pair(dir.path(), &labels, None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("a folder"), "{err}");
+}
+
+#[test]
+fn image_folder_test_classes_are_matched_to_training_classes_by_name() {
+    let root = tempfile::tempdir().unwrap();
+    let make = |split: &str, classes: &[&str]| {
+        for (i, class) in classes.iter().enumerate() {
+            let dir = root.path().join(split).join(class);
+            fs::create_dir_all(&dir).unwrap();
+            // Each class its own grey level, so a label can be checked against its image.
+            let level = 40
+                * (["ant", "cat", "dog", "fox"]
+                    .iter()
+                    .position(|c| c == class)
+                    .unwrap() as u8
+                    + 1);
+            image::GrayImage::from_pixel(8, 8, image::Luma([level]))
+                .save(dir.join(format!("{i}.png")))
+                .unwrap();
+        }
+    };
+    make("train", &["cat", "dog", "fox"]);
+    make("test", &["cat", "dog"]);
+    make("bad-test", &["ant", "cat", "dog"]);
+    let source = |test: &str| DataSource::Folder {
+        train: root.path().join("train"),
+        test: root.path().join(test),
+        train_limit: None,
+        test_limit: None,
+    };
+    let d = data::load_domain(&source("test"), &input(8, 1, false), 1).unwrap();
+    assert_eq!((d.train.classes, d.test.classes), (3, 3));
+    // cat and dog keep the training labels 0 and 1, whatever the test folder lacks.
+    for i in 0..d.test.len() {
+        let level = (d.test.image(i)[0] * 255.0).round() as u32;
+        let expected = match level {
+            80 => 0,
+            120 => 1,
+            other => panic!("unexpected grey level {other}"),
+        };
+        assert_eq!(d.test.labels[i], expected);
+    }
+    // A test class that training never saw is an error that names it.
+    let err = data::load_domain(&source("bad-test"), &input(8, 1, false), 1)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("ant") && err.contains("not among the training classes"),
+        "{err}"
+    );
+}

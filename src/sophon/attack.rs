@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::divergence::{Divergence, finite, parameter_norm, report};
 use super::task::{Metric, Protectable};
 use super::train::train_step;
 use super::{Devices, Interrupted, Monitor};
@@ -29,6 +30,10 @@ pub struct AttackResult {
     pub final_score: f64,
     /// Mean over the epochs: how fast the attacker learns, not only where it ends.
     pub mean: f64,
+    /// The attacker's fine-tuning turned NaN or infinite: `per_epoch` stops before it, and the
+    /// figures are no measure of protection (a diverged attacker scores at chance from any
+    /// start; a real one would lower its learning rate).
+    pub diverged: Option<Divergence>,
 }
 
 /// [`AttackResult`] as `summary.json` spells it.
@@ -52,6 +57,8 @@ struct AttackRecord {
     final_restricted_mse: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     mean_restricted_mse: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    diverged: Option<Divergence>,
 }
 
 impl From<AttackResult> for AttackRecord {
@@ -69,6 +76,7 @@ impl From<AttackResult> for AttackRecord {
             mean_restricted_mse: pick(a.mean, !acc),
             restricted_acc: acc.then(|| a.per_epoch.clone()),
             restricted_mse: (!acc).then_some(a.per_epoch),
+            diverged: a.diverged,
         }
     }
 }
@@ -105,6 +113,7 @@ impl TryFrom<AttackRecord> for AttackResult {
             start: r.start,
             metric,
             per_epoch,
+            diverged: r.diverged,
         })
     }
 }
@@ -122,7 +131,8 @@ pub fn steps(strategy: &AttackStrategy, restricted: &Domain) -> usize {
 
 /// Fine-tune a copy of `start_model` (the model itself is untouched). The data order (and a
 /// denoiser's noise) depends on the seed and the strategy only, so every starting point sees
-/// the same batches.
+/// the same batches. A NaN or infinite loss, parameter or score ends the attack early with
+/// `diverged` set (reported to the monitor); the epochs before it stand.
 #[allow(clippy::too_many_arguments)]
 pub fn fine_tune<M: Protectable>(
     start_model: &M,
@@ -147,10 +157,12 @@ pub fn fine_tune<M: Protectable>(
         .name
         .bytes()
         .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64));
-    for epoch in 0..strategy.epochs {
+    let phase = format!("attack {} from {start}", strategy.name);
+    let mut diverged = None;
+    'epochs: for epoch in 0..strategy.epochs {
         let mut rng = Rng::from_keys(&[seed, 0x41_54_4B, name_key, epoch as u64]);
         for idx in epoch_batches(restricted.train.len(), strategy.batch_size, Some(&mut rng)) {
-            let (m, _) = train_step(
+            let (m, loss) = train_step(
                 model,
                 &mut optim,
                 strategy.optimizer.lr,
@@ -162,28 +174,52 @@ pub fn fine_tune<M: Protectable>(
             );
             model = m;
             *step += 1;
+            if let Err(d) = finite(loss, &phase, epoch + 1, "loss") {
+                diverged = Some(report(monitor, d));
+                break 'epochs;
+            }
             monitor.step(*step)?;
         }
-        let s = score(&model);
-        monitor.metric(&series, epoch + 1, s);
-        per_epoch.push(s);
+        let checked = finite(parameter_norm(&model), &phase, epoch + 1, "parameters")
+            .and_then(|_| finite(score(&model), &phase, epoch + 1, &series));
+        match checked {
+            Ok(s) => {
+                monitor.metric(&series, epoch + 1, s);
+                per_epoch.push(s);
+            }
+            Err(d) => {
+                diverged = Some(report(monitor, d));
+                break;
+            }
+        }
     }
     let final_score = per_epoch.last().copied().unwrap_or(initial);
-    monitor.log(&format!(
-        "attack {} from {start}: restricted {} {:.4} → {:.4}",
-        strategy.name,
-        M::METRIC.label(),
-        initial,
-        final_score
-    ));
+    match &diverged {
+        None => monitor.log(&format!(
+            "attack {} from {start}: restricted {} {:.4} → {:.4}",
+            strategy.name,
+            M::METRIC.label(),
+            initial,
+            final_score
+        )),
+        Some(d) => monitor.log(&format!(
+            "attack {} from {start} diverged at epoch {} ({} is {}): its figures stop there and measure nothing; lower this attacker's learning rate",
+            strategy.name, d.step, d.quantity, d.value
+        )),
+    }
     let result = AttackResult {
         strategy: strategy.name.clone(),
         start,
         metric: M::METRIC,
         initial,
         final_score,
-        mean: per_epoch.iter().sum::<f64>() / per_epoch.len().max(1) as f64,
+        mean: if per_epoch.is_empty() {
+            initial
+        } else {
+            per_epoch.iter().sum::<f64>() / per_epoch.len() as f64
+        },
         per_epoch,
+        diverged,
     };
     Ok((model, result))
 }

@@ -9,10 +9,11 @@ use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
 use super::attack::{self, AttackResult};
+use super::divergence::Divergence;
 use super::protect::{self, SophonSummary};
 use super::task::{Protectable, Scores, show_samples};
 use super::train::pretrain;
-use super::{Devices, Interrupted, Monitor, load_model};
+use super::{Devices, Halt, Interrupted, Monitor, load_model};
 use crate::config::{ExperimentConfig, Start, Task};
 use crate::data::{self, DataError, Domain};
 use crate::model::Classifier;
@@ -23,10 +24,58 @@ use crate::model::unet::Unet;
 pub enum EngineError {
     #[error(transparent)]
     Interrupted(#[from] Interrupted),
+    /// Pre-training diverged, or SOPHON with `on_divergence = "stop"`.
+    #[error(transparent)]
+    Diverged(#[from] Divergence),
     #[error(transparent)]
     Data(#[from] DataError),
     #[error("{0}")]
     Model(String),
+}
+
+impl From<Halt> for EngineError {
+    fn from(h: Halt) -> Self {
+        match h {
+            Halt::Interrupted(i) => Self::Interrupted(i),
+            Halt::Diverged(d) => Self::Diverged(d),
+        }
+    }
+}
+
+/// Where a run stands, as `summary.json` says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunStatus {
+    /// Going on, or killed without a chance to say otherwise (`resume` continues it).
+    #[default]
+    Running,
+    /// Every phase ran to its end with finite numbers.
+    Finished,
+    /// Stopped by the user or a signal at a safe point; `resume` continues it.
+    Stopped,
+    /// Something turned NaN or infinite (`divergences` says what and where); what ran before
+    /// it stands, nothing after it is reported as a result.
+    Diverged,
+    /// An error ended it (bad data, a file that could not be written).
+    Failed,
+}
+
+impl RunStatus {
+    pub fn name(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Finished => "finished",
+            RunStatus::Stopped => "stopped",
+            RunStatus::Diverged => "diverged",
+            RunStatus::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// Pre-training results.
@@ -42,8 +91,7 @@ pub struct PretrainSummary {
 /// What `summary.json` holds. Filled in as the run goes, so a stopped run keeps what it did.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
-    /// `running`, `finished`, `stopped` or `failed`.
-    pub status: String,
+    pub status: RunStatus,
     pub name: String,
     pub seed: u64,
     pub classes: usize,
@@ -52,7 +100,23 @@ pub struct Summary {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sophon: Option<SophonSummary>,
     pub attack: Vec<AttackResult>,
+    /// Every NaN or infinity met, in order (empty unless `status` is `diverged`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub divergences: Vec<Divergence>,
     pub seconds: f64,
+}
+
+impl Summary {
+    /// Every divergence the results hold: pre-training or SOPHON's, and each attack's.
+    fn collect_divergences(&mut self) {
+        let sophon = self.sophon.as_ref().and_then(|s| s.diverged.clone());
+        let attacks = self.attack.iter().filter_map(|a| a.diverged.clone());
+        for d in sophon.into_iter().chain(attacks) {
+            if !self.divergences.contains(&d) {
+                self.divergences.push(d);
+            }
+        }
+    }
 }
 
 /// Load both domains; the model's class count is the larger of the two.
@@ -94,8 +158,9 @@ pub fn run(
     summary: &mut Summary,
 ) -> Result<(), EngineError> {
     let started = Instant::now();
-    summary.status = "running".into();
+    summary.status = RunStatus::Running;
     summary.attack.clear();
+    summary.divergences.clear();
     summary.name = config.name.clone();
     summary.seed = config.seed;
     monitor.phase("loading data", 1);
@@ -111,16 +176,78 @@ pub fn run(
         restricted.train.len(),
         restricted.test.len()
     ));
-    match config.task {
+    check_batches(config, &original, &restricted)?;
+    let result = match config.task {
         Task::Classification => {
-            run_task::<Classifier>(config, &original, &restricted, devices, monitor, summary)?
+            run_task::<Classifier>(config, &original, &restricted, devices, monitor, summary)
         }
         Task::Denoising => {
-            run_task::<Unet>(config, &original, &restricted, devices, monitor, summary)?
+            run_task::<Unet>(config, &original, &restricted, devices, monitor, summary)
+        }
+    };
+    summary.seconds = started.elapsed().as_secs_f64();
+    if let Err(EngineError::Diverged(d)) = &result {
+        summary.divergences.push(d.clone());
+    }
+    summary.collect_divergences();
+    match result {
+        Ok(()) if summary.divergences.is_empty() => summary.status = RunStatus::Finished,
+        Ok(()) | Err(EngineError::Diverged(_)) => summary.status = RunStatus::Diverged,
+        Err(_) => {}
+    }
+    result
+}
+
+/// Batches drawn at random from a training set (NTR, the simulated attackers, the probe) must
+/// fit in it: a larger one would repeat images and could ask for more memory than the machine
+/// has. The error names the field and the set's size.
+fn check_batches(
+    config: &ExperimentConfig,
+    original: &Domain,
+    restricted: &Domain,
+) -> Result<(), DataError> {
+    let Some(s) = &config.sophon else {
+        return Ok(());
+    };
+    let probe_pool = restricted.train.len()
+        - s.select
+            .as_ref()
+            .map_or(0, |x| x.holdout)
+            .min(restricted.train.len());
+    let mut checks = vec![
+        (
+            "sophon.ntr_batch_size".to_string(),
+            s.ntr_batch_size,
+            &original.train,
+            original.train.len(),
+            "the original training set",
+        ),
+        (
+            "sophon.probe.batch_size".to_string(),
+            s.probe.batch_size,
+            &restricted.train,
+            probe_pool,
+            "the restricted training images the probe fine-tunes on",
+        ),
+    ];
+    for (i, env) in s.environments.iter().enumerate() {
+        checks.push((
+            format!("sophon.environments[{i}].batch_size"),
+            env.batch_size,
+            &restricted.train,
+            restricted.train.len(),
+            "the restricted training set",
+        ));
+    }
+    for (field, batch, set, available, what) in checks {
+        // (An empty pool is the hold-out's error, reported with its own field.)
+        if batch > available && available > 0 {
+            return Err(DataError::Invalid(format!(
+                "{field} = {batch} is larger than {what} ({}: {available} images)",
+                set.name
+            )));
         }
     }
-    summary.seconds = started.elapsed().as_secs_f64();
-    summary.status = "finished".into();
     Ok(())
 }
 
@@ -196,6 +323,24 @@ fn run_task<M: Protectable>(
                 Some(s) => Some(s.load(&skeleton).map_err(EngineError::Model)?),
                 None => None,
             };
+            if summary.pretrain.is_none() {
+                // The run was killed before its summary said how pre-training went: measure the
+                // pre-trained model again (its training time is not known any more).
+                let scores = scores(
+                    &pretrained,
+                    &ctx,
+                    "pretrain",
+                    config.pretrain.epochs,
+                    config,
+                    (original, restricted),
+                    devices,
+                    monitor,
+                );
+                summary.pretrain = Some(PretrainSummary {
+                    scores,
+                    seconds: 0.0,
+                });
+            }
             (pretrained, sophon)
         }
         None => {
@@ -238,6 +383,7 @@ fn run_task<M: Protectable>(
             (model, None)
         }
     };
+    monitor.summary(summary);
 
     // SOPHON.
     let protected = match &config.sophon {
@@ -268,6 +414,8 @@ fn run_task<M: Protectable>(
                 scores,
                 iterations: 0,
                 guard_triggered: false,
+                diverged: None,
+                rolled_back_to: None,
                 selected_iteration: None,
                 settings: sophon.clone(),
                 seconds: t.elapsed().as_secs_f64(),
@@ -301,6 +449,7 @@ fn run_task<M: Protectable>(
         }
         None => None,
     };
+    monitor.summary(summary);
 
     // The attacker evaluation.
     let starts = config.evaluation.starts(config.sophon.is_some());
@@ -332,19 +481,22 @@ fn run_task<M: Protectable>(
                 monitor,
                 &mut step,
             )?;
-            show_samples(
-                &attacked,
-                &ctx,
-                &format!("attack-{}-{start}", strategy.name),
-                &format!("attack/{}/{start}", strategy.name),
-                strategy.epochs,
-                &original.test,
-                &restricted.test,
-                config.seed,
-                &devices.eval,
-                monitor,
-            );
+            if result.diverged.is_none() {
+                show_samples(
+                    &attacked,
+                    &ctx,
+                    &format!("attack-{}-{start}", strategy.name),
+                    &format!("attack/{}/{start}", strategy.name),
+                    strategy.epochs,
+                    &original.test,
+                    &restricted.test,
+                    config.seed,
+                    &devices.eval,
+                    monitor,
+                );
+            }
             summary.attack.push(result);
+            monitor.summary(summary);
         }
     }
     Ok(())

@@ -6,6 +6,7 @@ pub mod attack;
 pub mod bench;
 pub mod config;
 pub mod denoise;
+pub mod divergence;
 pub mod experiment;
 pub mod fts;
 pub mod losses;
@@ -24,6 +25,18 @@ use task::{SampleGrid, SaveModel};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("stopped by the user")]
 pub struct Interrupted;
+
+pub use divergence::Divergence;
+
+/// Why a training loop ended before its last step.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Halt {
+    #[error(transparent)]
+    Interrupted(#[from] Interrupted),
+    /// A NaN or infinity, already reported to the monitor.
+    #[error(transparent)]
+    Diverged(#[from] Divergence),
+}
 
 /// What an engine loop reports to, and how it can be paused or stopped.
 pub trait Monitor {
@@ -45,6 +58,15 @@ pub trait Monitor {
     fn metric(&mut self, series: &str, step: usize, value: f64);
     /// A line for the log.
     fn log(&mut self, message: &str);
+    /// Something turned NaN or infinite; called once, where it was caught.
+    fn divergence(&mut self, event: &Divergence) {
+        self.log(&format!("diverged: {event}"));
+    }
+    /// The summary as it stands between phases (written to disk, so a killed run keeps what it
+    /// did).
+    fn summary(&mut self, summary: &experiment::Summary) {
+        let _ = summary;
+    }
     /// Persist a model (checkpoint) under a short name.
     fn save_model(&mut self, name: &str, model: &dyn SaveModel) -> Result<(), String> {
         let _ = (name, model);

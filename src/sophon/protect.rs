@@ -1,6 +1,9 @@
 //! SOPHON's outer loop: ℓ_FTS fine-tuning-suppression steps, then ℓ_NTR normal-training steps,
 //! per outer iteration; periodic intactness and non-fine-tunability probes; the intactness
-//! guard; live setting changes; resumable checkpoints.
+//! guard; divergence handling; live setting changes; resumable checkpoints.
+//!
+//! A stop asked for during an outer iteration takes effect at its end (the next safe point):
+//! the iteration finishes, a checkpoint is written, and the loop ends with [`Interrupted`].
 
 use std::cmp::Ordering;
 use std::time::Instant;
@@ -8,11 +11,13 @@ use std::time::Instant;
 use burn::optim::ModuleOptimizer;
 use serde::{Deserialize, Serialize};
 
-use super::config::{ProbeConfig, SelectConfig, SophonConfig};
+use super::config::{DivergencePolicy, ProbeConfig, SelectConfig, SophonConfig};
+use super::divergence::{Divergence, finite, finite_parameters, parameter_norm, report};
+use super::experiment::Summary;
 use super::fts::{fts_step, sample_batch};
-use super::task::{Metric, Protectable, SaveModel, Scores, show_samples};
+use super::task::{Metric, Protectable, SampleGrid, SaveModel, Scores, show_samples};
 use super::train::train_step;
-use super::{Devices, Interrupted, LiveUpdate, Monitor};
+use super::{Devices, Halt, Interrupted, LiveUpdate, Monitor, ResumeFrom};
 use crate::config::{Layers, OptimizerConfig, OptimizerKind};
 use crate::data::Domain;
 use crate::data::rng::Rng;
@@ -97,8 +102,15 @@ pub struct SophonSummary {
     pub scores: Scores,
     /// Outer iterations completed.
     pub iterations: usize,
-    /// The intactness guard rolled the last iteration back and stopped SOPHON.
+    /// The intactness guard stopped SOPHON (the model was rolled back to `rolled_back_to`).
     pub guard_triggered: bool,
+    /// Something turned NaN or infinite during SOPHON (see `settings.on_divergence`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diverged: Option<Divergence>,
+    /// The guard or a divergence rolled the model back to the last evaluation of this outer
+    /// iteration that was finite and within the guard (0: the pre-trained model).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolled_back_to: Option<usize>,
     /// With model selection: the outer iteration whose model was handed on (`None`: the last).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selected_iteration: Option<usize>,
@@ -114,7 +126,9 @@ pub fn optimizers() -> (ModuleOptimizer, ModuleOptimizer) {
 }
 
 /// The restricted-domain measure on `restricted.test` after a short fine-tune of a copy of
-/// `model` on `restricted.train`.
+/// `model` on `restricted.train`. A NaN or infinite loss or score is a [`Divergence`] of the
+/// `probe` at outer iteration `iteration` (not a figure: a diverged attacker scores at chance,
+/// which would read as perfect protection).
 #[allow(clippy::too_many_arguments)]
 pub fn probe<M: Protectable>(
     model: &M,
@@ -125,13 +139,13 @@ pub fn probe<M: Protectable>(
     seed: u64,
     iteration: usize,
     devices: &Devices,
-) -> f64 {
+) -> Result<f64, Divergence> {
     let mut copy = model.attacker_copy(Layers::All, &devices.train);
     let mut optim = super::optim::build(&config.optimizer);
     let mut rng = Rng::from_keys(&[seed, 0x50_52_4F_42, iteration as u64]);
-    for _ in 0..config.steps {
+    for k in 1..=config.steps {
         let idx = sample_batch(restricted.train.len(), config.batch_size, &mut rng);
-        copy = train_step(
+        let (c, loss) = train_step(
             copy,
             &mut optim,
             config.optimizer.lr,
@@ -140,10 +154,15 @@ pub fn probe<M: Protectable>(
             &idx,
             &mut rng,
             &devices.train,
-        )
-        .0;
+        );
+        copy = c;
+        finite(loss, "probe", iteration, &format!("loss at probe step {k}"))?;
     }
-    copy.score(ctx, &restricted.test, eval_batch, seed, &devices.eval)
+    // (A classifier with NaN parameters still scores a finite accuracy, at chance.)
+    finite(parameter_norm(&copy), "probe", iteration, "parameters")?;
+    let score = copy.score(ctx, &restricted.test, eval_batch, seed, &devices.eval);
+    let quantity = format!("restricted_{}", M::METRIC.name());
+    finite(score, "probe", iteration, &quantity)
 }
 
 /// What the periodic evaluation needs.
@@ -172,12 +191,9 @@ impl<M: Protectable> EvalContext<'_, M> {
         )
     }
 
-    /// Measure intactness and the probe at outer iteration `it`, record both (and a
-    /// classifier's share of hidden units on per domain, a denoiser's sample grids).
-    fn evaluate(&self, model: &M, it: usize, p: &mut Progress, monitor: &mut dyn Monitor) {
-        let metric = M::METRIC.name();
-        p.original_score = self.intactness(model);
-        p.probe_score = probe(
+    /// The probe of `model` at outer iteration `it`.
+    fn probe(&self, model: &M, it: usize) -> Result<f64, Divergence> {
+        probe(
             model,
             self.ctx,
             self.probe_data,
@@ -186,7 +202,25 @@ impl<M: Protectable> EvalContext<'_, M> {
             self.seed,
             it,
             self.devices,
-        );
+        )
+    }
+
+    /// Measure intactness and the probe at outer iteration `it`, record both (and a
+    /// classifier's share of hidden units on per domain, a denoiser's sample grids). A
+    /// parameter, an intactness or a probe that is not finite is a divergence, and nothing is
+    /// recorded.
+    fn evaluate(
+        &self,
+        model: &M,
+        it: usize,
+        p: &mut Progress,
+        monitor: &mut dyn Monitor,
+    ) -> Result<(), Divergence> {
+        let metric = M::METRIC.name();
+        finite(parameter_norm(model), "sophon", it, "parameters")?;
+        let original = format!("original_{metric}");
+        p.original_score = finite(self.intactness(model), "sophon", it, &original)?;
+        p.probe_score = self.probe(model, it)?;
         monitor.metric(&format!("sophon/original_{metric}"), it, p.original_score);
         monitor.metric(
             &format!("sophon/probe_restricted_{metric}"),
@@ -213,7 +247,17 @@ impl<M: Protectable> EvalContext<'_, M> {
             &self.devices.eval,
             monitor,
         );
+        Ok(())
     }
+}
+
+/// The last evaluated model that was finite and within the guard: what a divergence or the
+/// guard rolls back to.
+struct LastGood<M> {
+    iteration: usize,
+    model: M,
+    original_score: f64,
+    probe_score: f64,
 }
 
 fn record_settings(monitor: &mut dyn Monitor, p: &Progress, step: usize) {
@@ -238,6 +282,10 @@ fn apply(update: LiveUpdate, p: &mut Progress) {
 }
 
 /// Run SOPHON on `model` (pre-trained on the original domain), or continue from `resume`.
+///
+/// A NaN or infinity in a loss, the FTS gradient norm, the parameters or an evaluation is
+/// reported to the monitor and handled by `config.on_divergence`: roll back to the last good
+/// evaluation and hand that model on (the summary says so), or end with [`Halt::Diverged`].
 #[allow(clippy::too_many_arguments)]
 pub fn protect<M: Protectable>(
     model: M,
@@ -250,8 +298,9 @@ pub fn protect<M: Protectable>(
     devices: &Devices,
     monitor: &mut dyn Monitor,
     resume: Option<Resume<M>>,
-) -> Result<(M, SophonSummary), Interrupted> {
+) -> Result<(M, SophonSummary), Halt> {
     let started = Instant::now();
+    let resumed = resume.is_some();
     let (mut model, mut fts_optim, mut ntr_optim, mut p, mut selected) = match resume {
         Some(r) => (r.model, r.fts_optim, r.ntr_optim, r.progress, r.selected),
         None => {
@@ -274,12 +323,30 @@ pub fn protect<M: Protectable>(
         seed,
         devices,
     };
-    if p.iteration == 0 {
+    if p.iteration == 0 && !resumed {
         record_settings(monitor, &p, 0);
-        eval.evaluate(&model, 0, &mut p, monitor);
+        eval.evaluate(&model, 0, &mut p, monitor)
+            .map_err(|d| report(monitor, d))?;
         p.pretrained_score = Some(p.original_score);
+    } else {
+        // A resumed run's figures are measured again on the loaded model, never taken from
+        // the state file (which a stale or damaged checkpoint folder could contradict).
+        let it = p.iteration;
+        model = finite_parameters(model, "sophon", it).map_err(|d| report(monitor, d))?;
+        let quantity = format!("original_{}", M::METRIC.name());
+        p.original_score = finite(eval.intactness(&model), "sophon", it, &quantity)
+            .map_err(|d| report(monitor, d))?;
+        p.probe_score = eval.probe(&model, it).map_err(|d| report(monitor, d))?;
     }
+    let mut last_good = LastGood {
+        iteration: p.iteration,
+        model: model.attacker_copy(Layers::All, &devices.train),
+        original_score: p.original_score,
+        probe_score: p.probe_score,
+    };
     let mut guard_triggered = false;
+    let mut diverged = None;
+    let mut rolled_back_to = None;
     while p.iteration < config.outer_iterations {
         let it = p.iteration + 1;
         let updates = monitor.take_updates();
@@ -293,11 +360,13 @@ pub fn protect<M: Protectable>(
                 p.alpha, p.beta, p.fts_loops, p.ntr_loops, p.eval_every
             ));
         }
-        let rollback = config
-            .guard
-            .as_ref()
-            .map(|_| model.attacker_copy(Layers::All, &devices.train));
         let mut rng = Rng::from_keys(&[seed, 0x46_54_53, it as u64]);
+        // A stop asked for inside the iteration is remembered and honoured at its end.
+        let mut deferred = DeferStop {
+            inner: &mut *monitor,
+            stop: false,
+        };
+        let mut event = None;
 
         let mut fts_loss = 0.0;
         for _ in 0..p.fts_loops {
@@ -310,17 +379,26 @@ pub fn protect<M: Protectable>(
                 &restricted.train,
                 &mut rng,
                 devices,
-                monitor,
+                &mut deferred,
             )?;
             model = m;
+            if let Err(d) = finite(stats.loss, "sophon", it, "fts_loss")
+                .and_then(|_| finite(stats.grad_norm, "sophon", it, "fts_grad_norm"))
+            {
+                event = Some(d);
+                break;
+            }
             fts_loss += stats.loss / p.fts_loops as f64;
-            monitor.metric("sophon/fts_grad_norm", it, stats.grad_norm);
+            deferred.metric("sophon/fts_grad_norm", it, stats.grad_norm);
         }
-        if p.fts_loops > 0 {
-            monitor.metric("sophon/fts_loss", it, fts_loss);
+        if event.is_none() && p.fts_loops > 0 {
+            deferred.metric("sophon/fts_loss", it, fts_loss);
         }
         let mut ntr_loss = 0.0;
         for _ in 0..p.ntr_loops {
+            if event.is_some() {
+                break;
+            }
             let idx = sample_batch(original.train.len(), config.ntr_batch_size, &mut rng);
             let (m, loss) = train_step(
                 model,
@@ -333,65 +411,110 @@ pub fn protect<M: Protectable>(
                 &devices.train,
             );
             model = m;
-            ntr_loss += loss / p.ntr_loops as f64;
-            monitor.poll()?;
+            match finite(loss, "sophon", it, "ntr_loss") {
+                Ok(loss) => ntr_loss += loss / p.ntr_loops as f64,
+                Err(d) => event = Some(d),
+            }
+            deferred.poll()?;
         }
-        if p.ntr_loops > 0 {
-            monitor.metric("sophon/ntr_loss", it, ntr_loss);
+        if event.is_none() && p.ntr_loops > 0 {
+            deferred.metric("sophon/ntr_loss", it, ntr_loss);
+        }
+        if event.is_none() {
+            event = finite(parameter_norm(&model), "sophon", it, "parameters").err();
         }
 
-        if it % p.eval_every == 0 || it == config.outer_iterations {
-            eval.evaluate(&model, it, &mut p, monitor);
-            let broken = config
-                .guard
-                .as_ref()
-                .is_some_and(|g| g.broken_by(p.original_score));
-            if let Some(select) = &config.select
-                && !broken
-                && is_better::<M>(select, &p)
-            {
-                p.selected = Some(Selected {
-                    iteration: it,
-                    original_score: p.original_score,
-                    probe_score: p.probe_score,
-                });
-                selected = Some(model.attacker_copy(Layers::All, &devices.train));
+        if event.is_none() && (it % p.eval_every == 0 || it == config.outer_iterations) {
+            match eval.evaluate(&model, it, &mut p, &mut deferred) {
+                Err(d) => event = Some(d),
+                Ok(()) => {
+                    let broken = config
+                        .guard
+                        .as_ref()
+                        .is_some_and(|g| g.broken_by(p.original_score));
+                    if let Some(select) = &config.select
+                        && !broken
+                        && is_better::<M>(select, &p)
+                    {
+                        p.selected = Some(Selected {
+                            iteration: it,
+                            original_score: p.original_score,
+                            probe_score: p.probe_score,
+                        });
+                        selected = Some(model.attacker_copy(Layers::All, &devices.train));
+                    }
+                    if let Some(guard) = config.guard.as_ref().filter(|_| broken) {
+                        deferred.log(&format!(
+                            "intactness guard: original {} {:.4} past {:.4} at iteration {it}; rolled back to iteration {} (the last evaluation within it) and stopped",
+                            M::METRIC.label(),
+                            p.original_score,
+                            guard.threshold(),
+                            last_good.iteration
+                        ));
+                        model = roll_back(&last_good, &mut p, &mut rolled_back_to, devices);
+                        guard_triggered = true;
+                        break;
+                    }
+                    last_good = LastGood {
+                        iteration: it,
+                        model: model.attacker_copy(Layers::All, &devices.train),
+                        original_score: p.original_score,
+                        probe_score: p.probe_score,
+                    };
+                }
             }
-            if broken && let (Some(guard), Some(start)) = (&config.guard, rollback) {
-                monitor.log(&format!(
-                        "intactness guard: original {} {:.4} past {:.4} at iteration {it}; rolled back to its start and stopped",
-                        M::METRIC.label(), p.original_score, guard.threshold()
-                    ));
-                model = start;
-                p.original_score = eval.intactness(&model);
-                guard_triggered = true;
-                break;
+        }
+        let stop = deferred.stop;
+        if let Some(d) = event {
+            let d = report(monitor, d);
+            if config.on_divergence == DivergencePolicy::Stop {
+                monitor.log("on_divergence = \"stop\": the run ends here; the checkpoints on disk were written before the divergence");
+                return Err(d.into());
             }
+            monitor.log(&format!(
+                "rolled back to iteration {} (the last evaluation that was finite and within the guard); SOPHON ends there",
+                last_good.iteration
+            ));
+            model = roll_back(&last_good, &mut p, &mut rolled_back_to, devices);
+            diverged = Some(d);
+            break;
         }
         p.iteration = it;
-        if config.checkpoint_every > 0 && it % config.checkpoint_every == 0 {
-            let optims = (&fts_optim, &ntr_optim);
+        let optims = (&fts_optim, &ntr_optim);
+        if stop || (config.checkpoint_every > 0 && it % config.checkpoint_every == 0) {
             save(monitor, &model, optims, &p, selected.as_ref());
         }
-        monitor.step(it)?;
+        if stop {
+            return Err(Interrupted.into());
+        }
+        if let Err(i) = monitor.step(it) {
+            if !(config.checkpoint_every > 0 && it % config.checkpoint_every == 0) {
+                save(monitor, &model, optims, &p, selected.as_ref());
+            }
+            return Err(i.into());
+        }
     }
-    let optims = (&fts_optim, &ntr_optim);
-    save(monitor, &model, optims, &p, selected.as_ref());
+    // A diverged run's optimizers may hold NaN moments: its last periodic checkpoint stays the
+    // resumable one.
+    if diverged.is_none() {
+        let optims = (&fts_optim, &ntr_optim);
+        save(monitor, &model, optims, &p, selected.as_ref());
+    }
     let mut selected_iteration = None;
     if let (Some(s), Some(best)) = (p.selected, selected) {
+        model = best;
+        // Measured again: the summary's figures are the handed-on model's own.
+        p.original_score = eval.intactness(&model);
+        p.probe_score = eval
+            .probe(&model, s.iteration)
+            .map_err(|d| report(monitor, d))?;
         monitor.log(&format!(
-            "model selection: the model of iteration {} is handed on (original {} {:.4}, held-out probe {:.4}); the last one had {:.4} and {:.4}",
+            "model selection: the model of iteration {} is handed on (original {} {:.4}, held-out probe {:.4})",
             s.iteration,
             M::METRIC.label(),
-            s.original_score,
-            s.probe_score,
             p.original_score,
-            p.probe_score
+            p.probe_score,
         ));
-        model = best;
-        // Measured again: the summary's figure is the handed-on model's own.
-        p.original_score = eval.intactness(&model);
-        p.probe_score = s.probe_score;
         selected_iteration = Some(s.iteration);
     } else if config.select.is_some() {
         monitor.log("model selection: no evaluated model kept intactness within the tolerance; the last one is handed on");
@@ -427,11 +550,78 @@ pub fn protect<M: Protectable>(
         scores,
         iterations: p.iteration,
         guard_triggered,
+        diverged,
+        rolled_back_to,
         selected_iteration,
         settings,
         seconds: started.elapsed().as_secs_f64(),
     };
     Ok((model, summary))
+}
+
+/// The model of `last_good`, with its figures restored in `p`.
+fn roll_back<M: Protectable>(
+    last_good: &LastGood<M>,
+    p: &mut Progress,
+    rolled_back_to: &mut Option<usize>,
+    devices: &Devices,
+) -> M {
+    p.original_score = last_good.original_score;
+    p.probe_score = last_good.probe_score;
+    *rolled_back_to = Some(last_good.iteration);
+    last_good.model.attacker_copy(Layers::All, &devices.train)
+}
+
+/// A monitor that passes everything on but turns a stop into a note (`stop`), so that an outer
+/// iteration always finishes and the loop can stop at its end with a checkpoint.
+struct DeferStop<'a> {
+    inner: &'a mut dyn Monitor,
+    stop: bool,
+}
+
+impl Monitor for DeferStop<'_> {
+    fn phase(&mut self, name: &str, total_steps: usize) {
+        self.inner.phase(name, total_steps);
+    }
+    fn step(&mut self, step: usize) -> Result<(), Interrupted> {
+        if self.inner.step(step).is_err() {
+            self.stop = true;
+        }
+        Ok(())
+    }
+    fn poll(&mut self) -> Result<(), Interrupted> {
+        if self.inner.poll().is_err() {
+            self.stop = true;
+        }
+        Ok(())
+    }
+    fn take_updates(&mut self) -> Vec<LiveUpdate> {
+        self.inner.take_updates()
+    }
+    fn metric(&mut self, series: &str, step: usize, value: f64) {
+        self.inner.metric(series, step, value);
+    }
+    fn log(&mut self, message: &str) {
+        self.inner.log(message);
+    }
+    fn divergence(&mut self, event: &Divergence) {
+        self.inner.divergence(event);
+    }
+    fn summary(&mut self, summary: &Summary) {
+        self.inner.summary(summary);
+    }
+    fn save_model(&mut self, name: &str, model: &dyn SaveModel) -> Result<(), String> {
+        self.inner.save_model(name, model)
+    }
+    fn samples(&mut self, grid: SampleGrid<'_>) {
+        self.inner.samples(grid);
+    }
+    fn resume_state(&mut self) -> Result<Option<ResumeFrom>, String> {
+        self.inner.resume_state()
+    }
+    fn save_checkpoint(&mut self, checkpoint: &Checkpoint<'_>) -> Result<(), String> {
+        self.inner.save_checkpoint(checkpoint)
+    }
 }
 
 /// Whether the evaluation just recorded in `p` beats the selected one: intactness within the

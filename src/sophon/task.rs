@@ -548,6 +548,7 @@ mod tests {
             per_epoch: vec![0.5, 0.4],
             final_score: 0.4,
             mean: 0.45,
+            diverged: None,
         };
         let json = serde_json::to_value(&attack).unwrap();
         assert_eq!(json["restricted_mse"], serde_json::json!([0.5, 0.4]));

@@ -6,8 +6,9 @@ use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor};
 
+use super::divergence::{finite, finite_parameters, report};
 use super::task::Protectable;
-use super::{Devices, Interrupted, Monitor};
+use super::{Devices, Halt, Monitor};
 use crate::config::PretrainConfig;
 use crate::data::batch::{self, epoch_batches};
 use crate::data::rng::Rng;
@@ -68,7 +69,8 @@ pub fn train_step<M: Protectable>(
 
 /// Train `model` on the original domain for `config.epochs` epochs, reporting the loss every step
 /// (`pretrain/loss`) and the original-domain test measure after every epoch
-/// (`pretrain/original_acc` or `pretrain/original_mse`).
+/// (`pretrain/original_acc` or `pretrain/original_mse`). A NaN or infinite loss, parameter or
+/// score ends it with [`Halt::Diverged`] (reported to the monitor).
 #[allow(clippy::too_many_arguments)]
 pub fn pretrain<M: Protectable>(
     mut model: M,
@@ -79,7 +81,7 @@ pub fn pretrain<M: Protectable>(
     seed: u64,
     devices: &Devices,
     monitor: &mut dyn Monitor,
-) -> Result<M, Interrupted> {
+) -> Result<M, Halt> {
     let mut optim = super::optim::build(&config.optimizer);
     let per_epoch = original.train.len().div_ceil(config.batch_size);
     monitor.phase("pretrain", per_epoch * config.epochs);
@@ -100,10 +102,14 @@ pub fn pretrain<M: Protectable>(
             );
             model = m;
             step += 1;
+            let loss = finite(loss, "pretrain", step, "loss").map_err(|d| report(monitor, d))?;
             monitor.metric("pretrain/loss", step, loss);
             monitor.step(step)?;
         }
+        model = finite_parameters(model, "pretrain", step).map_err(|d| report(monitor, d))?;
         let score = model.score(ctx, &original.test, eval_batch, seed, &devices.eval);
+        let quantity = format!("original_{metric}");
+        let score = finite(score, "pretrain", step, &quantity).map_err(|d| report(monitor, d))?;
         monitor.metric(&format!("pretrain/original_{metric}"), epoch + 1, score);
         monitor.log(&format!(
             "pre-training epoch {}: original test {} {:.4}",

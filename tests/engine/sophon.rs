@@ -13,6 +13,7 @@ use sophon_workbench::model::{Classifier, ClassifierConfig};
 use sophon_workbench::run::folder::{read_metrics, read_summary};
 use sophon_workbench::run::{self, BackendChoice, Command, Event, MetricPoint, OutDir, RunRequest};
 use sophon_workbench::sophon::config::SuppressionLoss;
+use sophon_workbench::sophon::experiment::RunStatus;
 use sophon_workbench::sophon::fts::{fts_gradient, fts_step, sample_batch};
 use sophon_workbench::sophon::losses::suppression;
 use sophon_workbench::sophon::protect::optimizers;
@@ -347,7 +348,7 @@ fn resumed_equals_uninterrupted(config: ExperimentConfig) {
     until(&worker, |e| matches!(e, Event::Progress { step: 2 }));
     worker.commands.send(Command::Stop).unwrap();
     until(&worker, |e| e.is_terminal());
-    assert_eq!(read_summary(&cut).unwrap().status, "stopped");
+    assert_eq!(read_summary(&cut).unwrap().status, RunStatus::Stopped);
 
     // ...then resumed from its checkpoint.
     start(&cut, true);

@@ -4,7 +4,7 @@ use burn::module::Module;
 use burn::tensor::Device;
 use sophon_workbench::config::{ExperimentConfig, Start};
 use sophon_workbench::model::Classifier;
-use sophon_workbench::sophon::experiment::{self, Summary};
+use sophon_workbench::sophon::experiment::{self, RunStatus, Summary};
 use sophon_workbench::sophon::train::{accuracy, pretrain};
 use sophon_workbench::sophon::{Devices, Interrupted, Monitor};
 
@@ -153,7 +153,7 @@ fn the_experiment_shows_transfer_from_the_original_model() {
     let mut summary = Summary::default();
     let mut rec = Recorder::default();
     experiment::run(&config, &devices, &mut rec, &mut summary).unwrap();
-    assert_eq!(summary.status, "finished");
+    assert_eq!(summary.status, RunStatus::Finished);
     assert_eq!(rec.phases, ["loading data", "pretrain", "attack"]);
     let pre = summary.pretrain.as_ref().unwrap();
     assert!(pre.scores.original > 0.6, "{pre:?}");

@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use sophon_workbench::run::folder::{read_metrics, read_summary};
 use sophon_workbench::run::{self, BackendChoice, Command, Event, OutDir, RunRequest};
+use sophon_workbench::sophon::experiment::RunStatus;
 
 use crate::training::small;
 
@@ -60,8 +61,8 @@ fn stop_ends_a_run_promptly_and_leaves_valid_files() {
         "stopped after {:?}",
         asked.elapsed()
     );
-    assert_eq!(summary.status, "stopped");
-    assert_eq!(read_summary(&out).unwrap().status, "stopped");
+    assert_eq!(summary.status, RunStatus::Stopped);
+    assert_eq!(read_summary(&out).unwrap().status, RunStatus::Stopped);
     let metrics = read_metrics(&out).unwrap();
     assert!(
         metrics

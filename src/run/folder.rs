@@ -1,7 +1,13 @@
 //! The run folder: `config.toml`, `environment.json`, `metrics.jsonl` (appended and flushed),
-//! `summary.json` (written atomically), `checkpoints/*.bpk`, and a denoiser's sample grids
+//! `summary.json` (written atomically), `checkpoints/*.bpk` with their SHA-256 in
+//! `checkpoints/checksums.json`, and a denoiser's sample grids
 //! `samples/<phase>-<domain>-<step>.png`.
+//!
+//! `metrics.jsonl` holds one metric point per line and, where something turned NaN or
+//! infinite, an event line `{"event": "divergence", "phase": …, "step": …, "quantity": …,
+//! "value": "NaN"}` (readers of metric points skip it).
 
+use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -11,10 +17,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::ExperimentConfig;
 use crate::data::preview::sample_grid;
-use crate::sophon::ResumeFrom;
 use crate::sophon::experiment::Summary;
 use crate::sophon::protect::{self, Checkpoint, Progress};
 use crate::sophon::task::{SampleGrid, SaveModel};
+use crate::sophon::{Divergence, ResumeFrom};
 
 /// `checkpoints/sophon-state.json`: the last complete SOPHON checkpoint.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -31,6 +37,13 @@ pub struct MetricPoint {
     pub series: String,
     pub step: usize,
     pub value: f64,
+}
+
+/// An event line of `metrics.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum EventLine {
+    Divergence(Divergence),
 }
 
 /// What ran where: `environment.json`.
@@ -89,11 +102,18 @@ impl RunFolder {
                 ),
             ));
         }
-        fs::create_dir_all(dir.join("checkpoints"))?;
+        let with_path = |e: io::Error| {
+            io::Error::new(
+                e.kind(),
+                format!("{}: cannot create the run folder: {e}", dir.display()),
+            )
+        };
+        fs::create_dir_all(dir.join("checkpoints")).map_err(with_path)?;
         let metrics = OpenOptions::new()
             .create(true)
             .append(true)
-            .open(dir.join("metrics.jsonl"))?;
+            .open(dir.join("metrics.jsonl"))
+            .map_err(with_path)?;
         Ok(Self {
             dir: dir.to_path_buf(),
             metrics,
@@ -113,18 +133,27 @@ impl RunFolder {
         let done = read_state(dir)?.map_or(0, |s| s.progress.iteration);
         // Without a pre-trained checkpoint the resumed run starts over, pre-training included.
         let pretrained = dir.join("checkpoints").join("pretrained.bpk").exists();
-        let kept: Vec<MetricPoint> = read_metrics(dir)?
-            .into_iter()
-            .filter(|m| {
-                pretrained
-                    && (m.series.starts_with("pretrain/")
-                        || (m.series.starts_with("sophon/") && m.step <= done))
-            })
-            .collect();
+        let raw = fs::read_to_string(dir.join("metrics.jsonl")).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("{}: {e}", dir.join("metrics.jsonl").display()),
+            )
+        })?;
         let mut text = String::new();
-        for m in &kept {
-            text.push_str(&serde_json::to_string(m).map_err(io::Error::other)?);
-            text.push('\n');
+        for line in raw.lines() {
+            // Events are history: they stay, whatever is run again.
+            let keep = match serde_json::from_str::<MetricPoint>(line) {
+                Ok(m) => {
+                    pretrained
+                        && (m.series.starts_with("pretrain/")
+                            || (m.series.starts_with("sophon/") && m.step <= done))
+                }
+                Err(_) => serde_json::from_str::<EventLine>(line).is_ok(),
+            };
+            if keep {
+                text.push_str(line);
+                text.push('\n');
+            }
         }
         write_atomic(&dir.join("metrics.jsonl"), text.as_bytes())?;
         let metrics = OpenOptions::new()
@@ -150,7 +179,16 @@ impl RunFolder {
 
     /// Append one metric point and flush it to disk.
     pub fn append_metric(&mut self, point: &MetricPoint) -> io::Result<()> {
-        let mut line = serde_json::to_string(point).map_err(io::Error::other)?;
+        self.append_line(point)
+    }
+
+    /// Append one event line and flush it to disk.
+    pub fn append_event(&mut self, event: &EventLine) -> io::Result<()> {
+        self.append_line(event)
+    }
+
+    fn append_line<T: Serialize>(&mut self, value: &T) -> io::Result<()> {
+        let mut line = serde_json::to_string(value).map_err(io::Error::other)?;
         line.push('\n');
         self.metrics.write_all(line.as_bytes())?;
         self.metrics.flush()
@@ -160,12 +198,14 @@ impl RunFolder {
         self.dir.join("checkpoints").join(format!("{name}.bpk"))
     }
 
-    /// Save a model with burn's recorder (burnpack, written atomically by burn).
+    /// Save a model with burn's recorder (burnpack, written atomically by burn) and record its
+    /// checksum.
     pub fn save_model(&self, name: &str, model: &dyn SaveModel) -> Result<PathBuf, String> {
         let path = self.checkpoint_path(name);
-        model
-            .save_to(&path)
-            .map_err(|e| format!("{}: cannot save checkpoint: {e}", path.display()))?;
+        let fail =
+            |e: &dyn std::fmt::Display| format!("{}: cannot save checkpoint: {e}", path.display());
+        model.save_to(&path).map_err(|e| fail(&e))?;
+        record_checksums(&self.dir.join("checkpoints"), &[path.as_path()]).map_err(|e| fail(&e))?;
         Ok(path)
     }
 
@@ -211,11 +251,20 @@ impl RunFolder {
         ck.ntr_optim
             .save(dir.join("ntr-optim.bpk"))
             .map_err(|e| fail("NTR optimizer", &e))?;
+        let mut files = vec![
+            dir.join("model.bpk"),
+            dir.join("fts-optim.bpk"),
+            dir.join("ntr-optim.bpk"),
+        ];
         if let Some(selected) = ck.selected {
             selected
                 .save_to(&dir.join("selected.bpk"))
                 .map_err(|e| fail("selected model", &e))?;
+            files.push(dir.join("selected.bpk"));
         }
+        // The checksums are on disk before the state names the folder.
+        let files: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+        record_checksums(&base, &files).map_err(|e| fail("checksums", &e))?;
         let state = SophonState {
             dir: name.clone(),
             progress: ck.progress.clone(),
@@ -230,6 +279,7 @@ impl RunFolder {
                 let _ = fs::remove_dir_all(entry.path());
             }
         }
+        prune_checksums(&base).map_err(|e| fail("checksums", &e))?;
         Ok(())
     }
 
@@ -240,14 +290,20 @@ impl RunFolder {
         if !pretrained.exists() {
             return Ok(None);
         }
+        verify_checkpoint(&pretrained)?;
         let state = read_state(&self.dir).map_err(|e| e.to_string())?;
         let sophon = match state {
             None => None,
             Some(state) => {
                 let dir = self.dir.join("checkpoints").join(&state.dir);
+                verify_checkpoint(&dir.join("model.bpk"))?;
+                if state.progress.selected.is_some() {
+                    verify_checkpoint(&dir.join("selected.bpk"))?;
+                }
                 let (fts, ntr) = protect::optimizers();
                 let optim = |o: burn::optim::ModuleOptimizer, f: &str| {
                     let path = dir.join(f);
+                    verify_checkpoint(&path)?;
                     o.load(&path)
                         .map_err(|e| format!("{}: cannot load: {e}", path.display()))
                 };
@@ -262,6 +318,107 @@ impl RunFolder {
         };
         Ok(Some(ResumeFrom { pretrained, sophon }))
     }
+}
+
+/// `checkpoints/checksums.json`: the SHA-256 of every checkpoint file, by its path under
+/// `checkpoints/`.
+const CHECKSUMS: &str = "checksums.json";
+
+fn sha256_hex(path: &Path) -> io::Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    io::copy(&mut File::open(path)?, &mut hasher)?;
+    Ok(format!("{:x}", hasher.finalize()))
+}
+
+fn read_checksums(base: &Path) -> io::Result<BTreeMap<String, String>> {
+    let path = base.join(CHECKSUMS);
+    match fs::read_to_string(&path) {
+        Ok(text) => serde_json::from_str(&text).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: {e}", path.display()),
+            )
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+        Err(e) => Err(io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
+    }
+}
+
+/// The key of `file` in the manifest of `base` (its path under `base`, with `/`).
+fn checksum_key(base: &Path, file: &Path) -> Option<String> {
+    let rel = file.strip_prefix(base).ok()?;
+    let parts: Vec<String> = rel
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    Some(parts.join("/"))
+}
+
+/// Hash `files` (under `base`) and record them in `base/checksums.json`, atomically.
+fn record_checksums(base: &Path, files: &[&Path]) -> io::Result<()> {
+    let mut sums = read_checksums(base)?;
+    for file in files {
+        let key = checksum_key(base, file).ok_or_else(|| {
+            io::Error::other(format!(
+                "{} is not under {}",
+                file.display(),
+                base.display()
+            ))
+        })?;
+        sums.insert(key, sha256_hex(file)?);
+    }
+    write_json(&base.join(CHECKSUMS), &sums)
+}
+
+/// Drop the manifest entries of files that are gone (older checkpoint folders).
+fn prune_checksums(base: &Path) -> io::Result<()> {
+    let mut sums = read_checksums(base)?;
+    let before = sums.len();
+    sums.retain(|key, _| base.join(key).exists());
+    if sums.len() == before {
+        return Ok(());
+    }
+    write_json(&base.join(CHECKSUMS), &sums)
+}
+
+/// What [`verify_checkpoint`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verified {
+    /// The file's SHA-256 is the one recorded when it was written.
+    Matches,
+    /// No `checksums.json` records it (a file from elsewhere, or an older run folder).
+    Unrecorded,
+}
+
+/// Check a checkpoint file against the `checksums.json` of the run folder it sits in (found
+/// beside it or one folder up). Err, naming the file, when it changed since it was written or
+/// cannot be read.
+pub fn verify_checkpoint(path: &Path) -> Result<Verified, String> {
+    let fail = |what: String| format!("{}: {what}", path.display());
+    if !path.is_file() {
+        return Err(fail("not found".into()));
+    }
+    let bases = path.ancestors().skip(1).take(2);
+    for base in bases {
+        if !base.join(CHECKSUMS).is_file() {
+            continue;
+        }
+        let sums = read_checksums(base).map_err(|e| e.to_string())?;
+        let Some(expected) = checksum_key(base, path).and_then(|k| sums.get(&k).cloned()) else {
+            return Ok(Verified::Unrecorded);
+        };
+        let found = sha256_hex(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+        if found != expected {
+            return Err(fail(format!(
+                "checksum mismatch: the file changed since it was written (SHA-256 {}… recorded, {}… found); refusing to load it",
+                &expected[..12],
+                &found[..12]
+            )));
+        }
+        return Ok(Verified::Matches);
+    }
+    Ok(Verified::Unrecorded)
 }
 
 fn read_state(dir: &Path) -> io::Result<Option<SophonState>> {
@@ -282,6 +439,15 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> io::Result<()> {
     let mut text = serde_json::to_string_pretty(value).map_err(io::Error::other)?;
     text.push('\n');
     write_atomic(path, text.as_bytes())
+}
+
+/// Read every event line of a run folder's `metrics.jsonl`.
+pub fn read_events(dir: &Path) -> io::Result<Vec<EventLine>> {
+    let text = fs::read_to_string(dir.join("metrics.jsonl"))?;
+    Ok(text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect())
 }
 
 /// Read every metric point of a run folder; a torn last line (a killed run) is skipped.

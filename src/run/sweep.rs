@@ -83,11 +83,33 @@ pub fn expand(base: &ExperimentConfig, axes: &[Axis]) -> Result<Vec<ExperimentCo
             let what = sets.join(", ");
             let name: String = point
                 .iter()
-                .map(|(a, v)| format!("-{}{v}", a.short()))
+                .map(|(a, v)| format!("-{}{}", a.short(), name_part(v)))
                 .collect();
             sets.push(format!("name=\"{}{name}\"", base.name));
             ExperimentConfig::from_toml(&text, "sweep", &sets).map_err(|e| format!("{what}: {e}"))
         })
+        .collect()
+}
+
+/// A value as part of a run name: quotes dropped, a path reduced to its file stem, anything
+/// but letters, digits and `. _ + -` replaced by `_`, at most 40 characters.
+fn name_part(value: &str) -> String {
+    let v = value.trim().trim_matches(['"', '\'']);
+    let v = match v.rsplit(['/', '\\']).next() {
+        Some(last) if v.contains(['/', '\\']) => {
+            last.rsplit_once('.').map_or(last, |(stem, _)| stem)
+        }
+        _ => v,
+    };
+    v.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._+-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(40)
         .collect()
 }
 
@@ -186,6 +208,28 @@ fn cell(v: f64, width: usize) -> String {
 mod tests {
     use super::*;
 
+    #[test]
+    fn values_become_safe_run_names() {
+        assert_eq!(name_part("3e-4"), "3e-4");
+        assert_eq!(name_part("\"ice+feature-dos\""), "ice+feature-dos");
+        assert_eq!(
+            name_part("/runs/a/checkpoints/pretrained.bpk"),
+            "pretrained"
+        );
+        assert_eq!(
+            name_part("{ min_original_acc = 0.5 }"),
+            "__min_original_acc___0.5__"
+        );
+        let base = ExperimentConfig::from_toml(crate::QUICK_PRESET, "quick", &[]).unwrap();
+        let axis = Axis::parse("pretrain.load=/x/a.bpk,/y/b.bpk").unwrap();
+        let points = expand(&base, &[axis]).unwrap();
+        assert_eq!(points[0].name, "quick-loada");
+        assert_eq!(
+            points[1].pretrain.load.as_deref(),
+            Some(std::path::Path::new("/y/b.bpk"))
+        );
+    }
+
     fn quick() -> ExperimentConfig {
         ExperimentConfig::from_toml(crate::QUICK_PRESET, "quick", &[]).unwrap()
     }
@@ -227,6 +271,7 @@ mod tests {
                     per_epoch: vec![0.5],
                     final_score: 0.5,
                     mean: 0.5,
+                    diverged: None,
                 });
             }
         }

@@ -8,12 +8,12 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Receiver, Sender, TryRecvError, unbounded};
 
 use super::backend::{self, Backend, BackendChoice};
-use super::folder::{Environment, MetricPoint, RunFolder};
+use super::folder::{Environment, EventLine, MetricPoint, RunFolder, Verified, verify_checkpoint};
 use crate::config::ExperimentConfig;
-use crate::sophon::experiment::{self, EngineError, Summary};
+use crate::sophon::experiment::{self, EngineError, RunStatus, Summary};
 use crate::sophon::protect::Checkpoint;
 use crate::sophon::task::{SampleGrid, SaveModel};
-use crate::sophon::{Devices, Interrupted, LiveUpdate, Monitor, ResumeFrom};
+use crate::sophon::{Devices, Divergence, Interrupted, LiveUpdate, Monitor, ResumeFrom};
 
 /// Where the run folder goes.
 #[derive(Debug, Clone, PartialEq)]
@@ -68,8 +68,12 @@ pub enum Event {
     /// A denoiser's sample grid (written to the run folder as `file`).
     Samples(Box<SamplesEvent>),
     Log(String),
+    /// Something turned NaN or infinite (also a line in `metrics.jsonl`).
+    Diverged(Divergence),
     Paused,
     Resumed,
+    /// The run ended on its own: `status` is `finished`, or `diverged` (the summary's
+    /// `divergences` say where).
     Finished(Box<Summary>),
     Stopped(Box<Summary>),
     Failed(String),
@@ -146,21 +150,41 @@ fn execute(request: RunRequest, commands: &Receiver<Command>, emit: &dyn Fn(Even
     let mut summary = Summary::default();
     let folder = match (&request.out, request.resume) {
         (OutDir::Exact(dir), true) => {
-            if let Ok(previous) = super::folder::read_summary(dir) {
-                summary = previous;
+            match super::folder::read_summary(dir) {
+                Ok(previous) => summary = previous,
+                // Killed before its first summary: nothing to keep.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Event::Failed(format!("cannot resume: {e}")),
             }
-            RunFolder::reopen(dir)
+            RunFolder::reopen(dir).map_err(|e| format!("cannot resume {}: {e}", dir.display()))
         }
         (OutDir::In(_), true) => {
             return Event::Failed("resuming needs the run folder itself".into());
         }
-        (OutDir::In(base), false) => RunFolder::create_in(base, &request.config.name),
-        (OutDir::Exact(dir), false) => RunFolder::create_at(dir),
+        (OutDir::In(base), false) => {
+            RunFolder::create_in(base, &request.config.name).map_err(|e| e.to_string())
+        }
+        (OutDir::Exact(dir), false) => RunFolder::create_at(dir).map_err(|e| e.to_string()),
     };
     let folder = match folder {
         Ok(f) => f,
-        Err(e) => return Event::Failed(format!("cannot create the run folder: {e}")),
+        Err(e) => return Event::Failed(e),
     };
+    // Models loaded from a run folder are checked against the checksums recorded there.
+    let loads = [
+        request.config.pretrain.load.as_ref(),
+        request.config.sophon.as_ref().and_then(|s| s.load.as_ref()),
+    ];
+    for path in loads.into_iter().flatten() {
+        match verify_checkpoint(path) {
+            Ok(Verified::Matches) => {}
+            Ok(Verified::Unrecorded) => emit(Event::Log(format!(
+                "{}: no checksum recorded for it; loaded unverified",
+                path.display()
+            ))),
+            Err(e) => return Event::Failed(e),
+        }
+    }
     if let Err(e) = folder
         .write_config(&request.config)
         .and_then(|()| folder.write_environment(&environment(&backend)))
@@ -188,13 +212,14 @@ fn execute(request: RunRequest, commands: &Receiver<Command>, emit: &dyn Fn(Even
     let result = experiment::run(&request.config, &devices, &mut monitor, &mut summary);
     let folder = monitor.folder;
     let terminal = match result {
-        Ok(()) => Event::Finished(Box::new(summary.clone())),
+        // (`experiment::run` set the status: finished, or diverged.)
+        Ok(()) | Err(EngineError::Diverged(_)) => Event::Finished(Box::new(summary.clone())),
         Err(EngineError::Interrupted(_)) => {
-            summary.status = "stopped".into();
+            summary.status = RunStatus::Stopped;
             Event::Stopped(Box::new(summary.clone()))
         }
         Err(e) => {
-            summary.status = "failed".into();
+            summary.status = RunStatus::Failed;
             let _ = folder.write_summary(&summary);
             return Event::Failed(e.to_string());
         }
@@ -306,6 +331,13 @@ impl Monitor for ChannelMonitor<'_> {
     }
 
     fn metric(&mut self, series: &str, step: usize, value: f64) {
+        if !value.is_finite() {
+            // The engine checks what it reads back; whatever slips through is still an event,
+            // never a `null` in metrics.jsonl.
+            let phase = series.split('/').next().unwrap_or(series);
+            self.divergence(&Divergence::new(phase, step, series, value));
+            return;
+        }
         let point = MetricPoint {
             series: series.into(),
             step,
@@ -321,6 +353,30 @@ impl Monitor for ChannelMonitor<'_> {
 
     fn log(&mut self, message: &str) {
         (self.emit)(Event::Log(message.into()));
+    }
+
+    fn divergence(&mut self, event: &Divergence) {
+        if let Err(e) = self
+            .folder
+            .append_event(&EventLine::Divergence(event.clone()))
+        {
+            self.write_error.get_or_insert_with(|| {
+                format!("{}: cannot append metrics: {e}", self.folder.dir.display())
+            });
+        }
+        (self.emit)(Event::Log(format!("diverged: {event}")));
+        (self.emit)(Event::Diverged(event.clone()));
+    }
+
+    fn summary(&mut self, summary: &Summary) {
+        if let Err(e) = self.folder.write_summary(summary) {
+            self.write_error.get_or_insert_with(|| {
+                format!(
+                    "{}: cannot write summary.json: {e}",
+                    self.folder.dir.display()
+                )
+            });
+        }
     }
 
     fn save_model(&mut self, name: &str, model: &dyn SaveModel) -> Result<(), String> {

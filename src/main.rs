@@ -12,8 +12,79 @@ use indicatif::{ProgressBar, ProgressStyle};
 use sophon_workbench::config::ExperimentConfig;
 use sophon_workbench::run::sweep::Axis;
 use sophon_workbench::run::{self, BackendChoice, Command, Event, OutDir, RunRequest};
-use sophon_workbench::sophon::experiment::Summary;
+use sophon_workbench::sophon::experiment::{RunStatus, Summary};
 use sophon_workbench::sophon::task::Scores;
+
+/// The exit code of a run that diverged (its summary says where).
+const EXIT_DIVERGED: u8 = 3;
+
+/// A run ended with status `diverged`: the error that carries the exit code.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct DivergedRun(String);
+
+/// SIGINT and SIGTERM for the headless commands: the first asks the running experiment to stop
+/// at its next safe point (the end of an outer iteration, with a checkpoint, or the current
+/// training step) and write its summary as `stopped`; a sweep starts no further run. A second
+/// signal exits at once. The process then exits with 128 + the signal's number.
+mod signals {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicI32, Ordering};
+
+    use crossbeam_channel::Sender;
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    use signal_hook::iterator::Signals;
+    use sophon_workbench::run::Command;
+
+    static RECEIVED: AtomicI32 = AtomicI32::new(0);
+    static WORKER: Mutex<Option<Sender<Command>>> = Mutex::new(None);
+
+    pub fn install() -> std::io::Result<()> {
+        let mut signals = Signals::new([SIGINT, SIGTERM])?;
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                for signal in signals.forever() {
+                    if RECEIVED.swap(signal, Ordering::SeqCst) != 0 {
+                        eprintln!("\nsecond signal: exiting at once");
+                        std::process::exit(128 + signal);
+                    }
+                    eprintln!(
+                        "\nstopping at the next safe point (a checkpoint and summary.json are written); send the signal again to exit at once"
+                    );
+                    stop_worker();
+                }
+            })?;
+        Ok(())
+    }
+
+    fn stop_worker() {
+        if let Ok(worker) = WORKER.lock()
+            && let Some(commands) = worker.as_ref()
+        {
+            let _ = commands.send(Command::Stop);
+        }
+    }
+
+    /// The worker a signal stops (a signal that came before it stops it at once); `None` once
+    /// it is done, so that its command channel can close and the worker thread end.
+    pub fn watch(commands: Option<Sender<Command>>) {
+        if let Ok(mut worker) = WORKER.lock() {
+            *worker = commands;
+        }
+        if received().is_some() {
+            stop_worker();
+        }
+    }
+
+    /// The signal received, if any.
+    pub fn received() -> Option<i32> {
+        match RECEIVED.load(Ordering::SeqCst) {
+            0 => None,
+            s => Some(s),
+        }
+    }
+}
 
 #[derive(Parser)]
 #[command(
@@ -138,6 +209,13 @@ fn load_preset(preset: Option<&PathBuf>, set: &[String]) -> Result<ExperimentCon
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(
+        cli.command,
+        Some(Cmd::Run { .. } | Cmd::Sweep { .. } | Cmd::Eval { .. } | Cmd::Resume { .. })
+    ) && let Err(e) = signals::install()
+    {
+        eprintln!("warning: signals are not handled ({e}): Ctrl-C ends the run without a summary");
+    }
     let result = match cli.command {
         Some(Cmd::Run {
             preset,
@@ -186,7 +264,13 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", one_line(&format!("{e:#}")));
-            ExitCode::FAILURE
+            if let Some(signal) = signals::received() {
+                ExitCode::from((128 + signal) as u8)
+            } else if e.downcast_ref::<DivergedRun>().is_some() {
+                ExitCode::from(EXIT_DIVERGED)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
@@ -302,6 +386,13 @@ fn sweep(
     let mut done = Vec::new();
     let mut failed = Vec::new();
     for (i, config) in configs.into_iter().enumerate() {
+        if signals::received().is_some() {
+            eprintln!(
+                "sweep: stopped by a signal; {} of {total} runs not started",
+                total - i
+            );
+            break;
+        }
         let name = config.name.clone();
         println!("sweep: run {} of {total}: {name}", i + 1);
         match run_headless(
@@ -318,6 +409,9 @@ fn sweep(
         }
     }
     println!("\n{}", run::sweep::report(&done));
+    if let Some(signal) = signals::received() {
+        bail!("the sweep was stopped by signal {signal}");
+    }
     if !failed.is_empty() {
         bail!(
             "{} of {total} runs failed: {}",
@@ -337,6 +431,7 @@ fn run_headless(
 ) -> Result<(PathBuf, Summary)> {
     let out = out.unwrap_or_else(|| OutDir::In(PathBuf::from("runs")));
     let worker = run::spawn(Box::new(|| {}));
+    signals::watch(Some(worker.commands.clone()));
     worker
         .commands
         .send(Command::Start(Box::new(RunRequest {
@@ -400,16 +495,33 @@ fn run_headless(
                     g.psnr
                 )),
                 Event::Log(line) => say(line),
-                Event::Paused | Event::Resumed => {}
+                // (Said in the log line that comes with it.)
+                Event::Diverged(_) | Event::Paused | Event::Resumed => {}
                 Event::Finished(summary) => {
                     bar.finish_and_clear();
                     print_summary(&summary);
                     println!("wrote {}", dir.display());
+                    if summary.status == RunStatus::Diverged {
+                        let events: Vec<String> = summary
+                            .divergences
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect();
+                        return Err(DivergedRun(format!(
+                            "the run diverged ({}); no figure after a divergence is a result (summary.json in {})",
+                            events.join("; "),
+                            dir.display()
+                        ))
+                        .into());
+                    }
                     return Ok((dir, *summary));
                 }
                 Event::Stopped(_) => {
                     bar.finish_and_clear();
-                    bail!("the run was stopped; partial results in {}", dir.display());
+                    bail!(
+                        "the run was stopped; `sophon-workbench resume {}` continues it",
+                        dir.display()
+                    );
                 }
                 Event::Failed(e) => {
                     bar.finish_and_clear();
@@ -423,6 +535,7 @@ fn run_headless(
     let run::WorkerHandle {
         commands, thread, ..
     } = worker;
+    signals::watch(None);
     drop(commands);
     let _ = thread.join();
     result
@@ -461,19 +574,35 @@ fn print_summary(s: &Summary) {
             Some(it) => format!(", the model of iteration {it} kept by model selection"),
             None => String::new(),
         };
+        let stopped = match (p.guard_triggered, &p.diverged, p.rolled_back_to) {
+            (true, _, Some(it)) => {
+                format!(" (stopped by the intactness guard, rolled back to iteration {it})")
+            }
+            (_, Some(d), Some(it)) => format!(
+                " (DIVERGED at iteration {}: {} is {}; rolled back to iteration {it})",
+                d.step, d.quantity, d.value
+            ),
+            _ => String::new(),
+        };
         println!(
-            "protected ({} outer iterations{which}): {}, probe {:.4}{}",
+            "protected ({} outer iterations{which}): {}, probe {:.4}{stopped}",
             p.iterations,
             scores_line(&p.scores, "before fine-tuning"),
             p.scores.probe.unwrap_or(f64::NAN),
-            if p.guard_triggered {
-                " (stopped by the intactness guard)"
-            } else {
-                ""
-            }
         );
     }
     for a in &s.attack {
+        if let Some(d) = &a.diverged {
+            println!(
+                "attack {:<14} from {:<9}: DIVERGED at epoch {} ({} is {}): no result",
+                a.strategy,
+                a.start.name(),
+                d.step,
+                d.quantity,
+                d.value
+            );
+            continue;
+        }
         let curve: Vec<String> = a.per_epoch.iter().map(|v| format!("{v:.3}")).collect();
         println!(
             "attack {:<14} from {:<9}: final {} {:.4}, mean {:.4}  [{}]",

@@ -46,7 +46,7 @@ pub fn phase_text(phase: Option<&str>) -> (&'static str, &'static str) {
     }
 }
 
-/// Title and explanation once a run has ended (`finished`, `stopped` or `failed`).
+/// Title and explanation once a run has ended (`finished`, `stopped`, `diverged` or `failed`).
 pub fn ended_text(how: &str) -> (&'static str, &'static str) {
     match how {
         "finished" => (
@@ -56,6 +56,14 @@ pub fn ended_text(how: &str) -> (&'static str, &'static str) {
              fine-tuning from each start. SOPHON held where \"from protected\" is no better than \
              \"from scratch\"; the attack plot shows it epoch by epoch. The Runs tab compares \
              this run with others.",
+        ),
+        "diverged" => (
+            "Diverged",
+            "A loss, gradient norm, parameter or score turned NaN or infinite (the status bar \
+             and the red mark on the curves say where). With sophon.on_divergence = \"rollback\" \
+             SOPHON handed on its last good evaluated model and the attacks ran from it; an \
+             attack that diverged has no result. Lower the learning rate named in the run's \
+             summary.json (divergences) and start again.",
         ),
         "stopped" => (
             "Stopped",
@@ -76,11 +84,11 @@ mod tests {
 
     #[test]
     fn every_ending_has_its_own_text() {
-        let titles: Vec<_> = ["finished", "stopped", "failed"]
+        let titles: Vec<_> = ["finished", "stopped", "diverged", "failed"]
             .into_iter()
             .map(|how| ended_text(how).0)
             .collect();
-        assert_eq!(titles, ["Finished", "Stopped", "Failed"]);
+        assert_eq!(titles, ["Finished", "Stopped", "Diverged", "Failed"]);
         assert!(!titles.contains(&phase_text(None).0));
     }
 

@@ -98,8 +98,10 @@ pub struct RunView {
     /// Steps per second in this phase, measured after warm-up.
     pub rate: Option<f64>,
     pub summary: Option<Summary>,
-    /// How the last run ended: finished, stopped or failed.
+    /// How the last run ended: finished, stopped, diverged or failed.
     pub ended: Option<String>,
+    /// The divergences met so far (NaN or infinity), newest last.
+    pub divergences: Vec<crate::sophon::Divergence>,
     /// The run's test measure (accuracy, or a denoiser's ε-MSE).
     pub metric: Option<Metric>,
 }
@@ -448,7 +450,19 @@ impl Workbench {
             Event::Log(line) => self.push_log(line),
             Event::Paused => self.run.paused = true,
             Event::Resumed => self.run.paused = false,
-            Event::Finished(summary) => self.ended(ctx, "finished", Some(*summary)),
+            Event::Diverged(d) => {
+                // A mark on the curves where it happened (SOPHON's and the attacks' steps are
+                // outer iterations and epochs; the mark says which phase).
+                self.markers.push(Marker {
+                    step: d.step as f64,
+                    label: format!("diverged: {} {} is {}", d.phase, d.quantity, d.value),
+                });
+                self.run.divergences.push(d);
+            }
+            Event::Finished(summary) => {
+                let how = summary.status.name();
+                self.ended(ctx, how, Some(*summary))
+            }
             Event::Stopped(summary) => self.ended(ctx, "stopped", Some(*summary)),
             Event::Failed(message) => {
                 self.push_log(format!("failed: {message}"));
@@ -478,6 +492,26 @@ impl Workbench {
                 });
             }
         }
+    }
+
+    /// Stop the running experiment and wait (at most `limit`) for the worker to write its
+    /// checkpoint and summary: closing the window during a run loses nothing.
+    pub fn stop_and_wait(&mut self, limit: Duration) -> bool {
+        let Some(worker) = &self.worker else {
+            return true;
+        };
+        if worker.commands.send(Command::Stop).is_err() {
+            return true;
+        }
+        let deadline = Instant::now() + limit;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match worker.events.recv_timeout(left) {
+                Ok(e) if e.is_terminal() => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+        false
     }
 
     fn ended(&mut self, ctx: &egui::Context, how: &str, summary: Option<Summary>) {
@@ -838,8 +872,8 @@ impl eframe::App for WorkbenchApp {
         if self.report_frames {
             self.report();
         }
-        if self.bench.run.active {
-            self.bench.stop();
+        if self.bench.run.active && !self.bench.stop_and_wait(Duration::from_secs(60)) {
+            eprintln!("the run did not stop within a minute; its last checkpoint stays valid");
         }
     }
 }

@@ -200,6 +200,12 @@ impl Workbench {
                 r.ended.as_deref().unwrap_or("idle")
             };
             ui.label(RichText::new(state).strong());
+            if let Some(d) = r.divergences.last() {
+                ui.colored_label(Color32::RED, format!("diverged: {d}"))
+                    .on_hover_text(
+                        "A loss, gradient norm, parameter or score turned NaN or infinite. It is recorded in metrics.jsonl and summary.json; nothing after it is reported as a result (see the Explain panel).",
+                    );
+            }
             if let Some(phase) = &r.phase {
                 ui.label(format!("{phase} {}/{}", r.step, r.total_steps));
             }

@@ -150,7 +150,7 @@ pub fn runs_ui(ui: &mut Ui, runs: &mut [RunEntry]) -> Vec<RunsAction> {
                         actions.push(RunsAction::LoadSeries(i));
                     }
                     ui.label(run.label()).on_hover_text(run.dir.display().to_string());
-                    ui.label(&run.summary.status);
+                    ui.label(run.summary.status.name());
                     ui.label(fmt(run.intactness()));
                     ui.label(fmt(run.fine_tunability()));
                     ui.end_row();

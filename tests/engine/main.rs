@@ -4,6 +4,8 @@ mod cli;
 mod config;
 mod data_sources;
 mod diffusion;
+mod fuzz;
+mod hostile;
 mod models;
 mod sophon;
 mod training;

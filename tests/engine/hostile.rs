@@ -239,6 +239,16 @@ fn workbench() -> std::process::Command {
     std::process::Command::new(env!("CARGO_BIN_EXE_sophon-workbench"))
 }
 
+/// `sophon-workbench resume <out> --backend flex`, to its end.
+fn resume(out: &Path) -> std::process::Output {
+    workbench()
+        .arg("resume")
+        .arg(out)
+        .args(["--backend", "flex"])
+        .output()
+        .unwrap()
+}
+
 fn quick_preset() -> &'static str {
     concat!(env!("CARGO_MANIFEST_DIR"), "/presets/quick.toml")
 }
@@ -372,12 +382,7 @@ fn sigterm_stops_at_a_safe_point_with_a_checkpoint_and_resume_finishes() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("second signal"));
 
     // The stopped run resumes to its end, its summary whole.
-    let o = workbench()
-        .arg("resume")
-        .arg(&out)
-        .args(["--backend", "flex"])
-        .output()
-        .unwrap();
+    let o = resume(&out);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let summary = read_summary(&out).unwrap();
     assert_eq!(summary.status, RunStatus::Finished);
@@ -399,12 +404,7 @@ fn resume_after_kill_9_keeps_the_pretrain_section() {
         "killed: nobody said otherwise"
     );
     let pre = killed.pretrain.expect("written when pre-training ended");
-    let o = workbench()
-        .arg("resume")
-        .arg(&out)
-        .args(["--backend", "flex"])
-        .output()
-        .unwrap();
+    let o = resume(&out);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let summary = read_summary(&out).unwrap();
     assert_eq!(summary.status, RunStatus::Finished);
@@ -437,12 +437,7 @@ fn a_corrupted_checkpoint_is_refused_with_the_file_named() {
     // Random bytes over the middle of SOPHON's model: resume refuses, naming the file.
     let model = out.join("checkpoints/sophon-000002/model.bpk");
     corrupt(&model);
-    let o = workbench()
-        .arg("resume")
-        .arg(&out)
-        .args(["--backend", "flex"])
-        .output()
-        .unwrap();
+    let o = resume(&out);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
@@ -468,12 +463,7 @@ fn a_corrupted_checkpoint_is_refused_with_the_file_named() {
 
     // A damaged state file is named as what it is, not as a folder that cannot be created.
     std::fs::write(out.join("checkpoints/sophon-state.json"), "{not json").unwrap();
-    let o = workbench()
-        .arg("resume")
-        .arg(&out)
-        .args(["--backend", "flex"])
-        .output()
-        .unwrap();
+    let o = resume(&out);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         err.contains("sophon-state.json") && !err.contains("cannot create"),

@@ -443,15 +443,16 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> io::Result<()> {
 
 /// Read every event line of a run folder's `metrics.jsonl`.
 pub fn read_events(dir: &Path) -> io::Result<Vec<EventLine>> {
-    let text = fs::read_to_string(dir.join("metrics.jsonl"))?;
-    Ok(text
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect())
+    read_lines(dir)
 }
 
 /// Read every metric point of a run folder; a torn last line (a killed run) is skipped.
 pub fn read_metrics(dir: &Path) -> io::Result<Vec<MetricPoint>> {
+    read_lines(dir)
+}
+
+/// The lines of `metrics.jsonl` that parse as `T` (the others are of another kind, or torn).
+fn read_lines<T: serde::de::DeserializeOwned>(dir: &Path) -> io::Result<Vec<T>> {
     let text = fs::read_to_string(dir.join("metrics.jsonl"))?;
     Ok(text
         .lines()

@@ -481,14 +481,15 @@ pub fn protect<M: Protectable>(
         }
         p.iteration = it;
         let optims = (&fts_optim, &ntr_optim);
-        if stop || (config.checkpoint_every > 0 && it % config.checkpoint_every == 0) {
+        let saved = stop || (config.checkpoint_every > 0 && it % config.checkpoint_every == 0);
+        if saved {
             save(monitor, &model, optims, &p, selected.as_ref());
         }
         if stop {
             return Err(Interrupted.into());
         }
         if let Err(i) = monitor.step(it) {
-            if !(config.checkpoint_every > 0 && it % config.checkpoint_every == 0) {
+            if !saved {
                 save(monitor, &model, optims, &p, selected.as_ref());
             }
             return Err(i.into());

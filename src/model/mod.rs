@@ -101,6 +101,32 @@ impl Classifier {
         }
     }
 
+    /// `x` → the pre-activations feature DoS pushes below −1, `[batch, n]`: the last hidden
+    /// layer's (as [`Classifier::pre_features`]), or resnet-small's last residual sum at every
+    /// position (its pooled features are an average of ReLUs, never negative, so a hinge on
+    /// them could never close).
+    pub fn dos_pre_activations(&self, x: Tensor<4>) -> Tensor<2> {
+        match self {
+            Classifier::ResnetSmall(m) => m.last_pre_activation(x).flatten(1, 3),
+            _ => self.pre_features(x),
+        }
+    }
+
+    /// `x` → the head's input and [`Classifier::dos_pre_activations`], from one forward pass.
+    pub fn features_and_dos(&self, x: Tensor<4>) -> (Tensor<2>, Tensor<2>) {
+        match self {
+            Classifier::ResnetSmall(m) => {
+                let pre = m.last_pre_activation(x);
+                let features = m.pool.forward(relu(pre.clone())).flatten(1, 3);
+                (features, pre.flatten(1, 3))
+            }
+            _ => {
+                let pre = self.pre_features(x);
+                (relu(pre.clone()), pre)
+            }
+        }
+    }
+
     pub fn head(&self) -> &Linear {
         match self {
             Classifier::Mlp(m) => &m.head,

@@ -43,13 +43,18 @@ impl BasicBlock {
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        relu(self.forward_pre(x))
+    }
+
+    /// The block's output before its final ReLU (the residual sum).
+    fn forward_pre(&self, x: Tensor<4>) -> Tensor<4> {
         let identity = match &self.downsample {
             Some(d) => d.bn.forward(d.conv.forward(x.clone())),
             None => x.clone(),
         };
         let y = relu(self.bn1.forward(self.conv1.forward(x)));
         let y = self.bn2.forward(self.conv2.forward(y));
-        relu(y + identity)
+        y + identity
     }
 }
 
@@ -83,10 +88,20 @@ impl ResnetSmall {
     /// `[batch, c, h, w]` → the head's input, the pooled features `[batch, 64]` (already
     /// non-negative: the average of the last block's ReLUs).
     pub fn pre_features(&self, x: Tensor<4>) -> Tensor<2> {
+        self.pool
+            .forward(relu(self.last_pre_activation(x)))
+            .flatten(1, 3)
+    }
+
+    /// The last block's residual sum before its ReLU, `[batch, 64, h, w]`: the units whose
+    /// ReLUs, pooled, feed the head. Feature DoS pushes these below −1 (every position, so the
+    /// pooled features are 0); the pooled features themselves are never negative.
+    pub fn last_pre_activation(&self, x: Tensor<4>) -> Tensor<4> {
         let mut x = relu(self.stem_bn.forward(self.stem.forward(x)));
-        for block in &self.blocks {
+        let (last, rest) = self.blocks.split_last().expect("resnet-small has blocks");
+        for block in rest {
             x = block.forward(x);
         }
-        self.pool.forward(x).flatten(1, 3)
+        last.forward_pre(x)
     }
 }

@@ -11,9 +11,10 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::Tensor;
 
-use super::config::SophonConfig;
+use super::config::{SimLayers, SophonConfig};
 use super::task::Protectable;
 use super::{Devices, Interrupted, Monitor};
+use crate::config::Layers;
 use crate::data::ImageSet;
 use crate::data::rng::Rng;
 
@@ -131,9 +132,20 @@ pub fn fts_gradient<M: Protectable>(
         for _ in 0..config.inner_steps {
             let idx = sample_batch(restricted.len(), env.batch_size, rng);
             let (s_idx, q_idx) = idx.split_at(support);
-            // One attacker step on the support part.
-            let loss = fast.task_loss(ctx, restricted, s_idx, rng, device);
-            let grads = GradientsParams::from_grads(loss.backward(), &fast);
+            // One attacker step on the support part (a head-only attacker's through a view
+            // with the body frozen, so only the head moves; `fast` itself keeps every
+            // parameter's gradient for the query loss).
+            let grads = match env.layers {
+                SimLayers::All => {
+                    let loss = fast.task_loss(ctx, restricted, s_idx, rng, device);
+                    GradientsParams::from_grads(loss.backward(), &fast)
+                }
+                SimLayers::HeadOnly => {
+                    let view = fast.attacker_copy(Layers::HeadOnly, device);
+                    let loss = view.task_loss(ctx, restricted, s_idx, rng, device);
+                    GradientsParams::from_grads(loss.backward(), &view)
+                }
+            };
             fast = inner.step(env.optimizer.lr, fast, grads);
             // The suppression loss on the query part at the adapted point.
             let lq = fast.suppression_loss(ctx, config.loss, restricted, q_idx, rng, device);

@@ -58,22 +58,24 @@ pub fn feature_dos(pre_features: Tensor<2>) -> Tensor<1> {
     relu(pre_features.add_scalar(FEATURE_MARGIN)).mean()
 }
 
-/// The configured suppression loss, from the pre-activations of the head's input and the `head`.
+/// The configured suppression loss, from the head's input and the pre-activations feature DoS
+/// acts on (see `Classifier::features_and_dos`), and the `head`.
 pub fn suppression(
     kind: SuppressionLoss,
-    pre_features: Tensor<2>,
+    (features, pre_activations): (Tensor<2>, Tensor<2>),
     head: &Linear,
     labels: Tensor<1, Int>,
 ) -> Tensor<1> {
-    // The head reads the ReLU of the pre-activations, as in the model's forward pass.
-    let logits = || head.forward(relu(pre_features.clone()));
+    // `features` is the head's input (post-ReLU, as in the model's forward pass);
+    // `pre_activations` what feature DoS pushes below −1.
+    let logits = || head.forward(features.clone());
     match kind {
         SuppressionLoss::Ice => ice(logits(), labels),
         SuppressionLoss::IceReference => ice_reference(logits(), labels),
         SuppressionLoss::Klu => klu(logits()),
         SuppressionLoss::CeAscent => ce_ascent(logits(), labels),
-        SuppressionLoss::FeatureDos => feature_dos(pre_features),
-        SuppressionLoss::IceFeatureDos => ice(logits(), labels) + feature_dos(pre_features),
+        SuppressionLoss::FeatureDos => feature_dos(pre_activations),
+        SuppressionLoss::IceFeatureDos => ice(logits(), labels) + feature_dos(pre_activations),
         // Validation rejects them for classifiers before any run starts.
         SuppressionLoss::Dos | SuppressionLoss::MseAscent => {
             panic!("{} is a denoising loss, not a classifier's", kind.name())
@@ -238,7 +240,8 @@ mod tests {
         let y = || Tensor::<1, Int>::from_data(TensorData::from(Y), &device);
         let logits = head.forward(relu(pre.clone()));
         let value = |t: Tensor<1>| t.into_scalar::<f32>() as f64;
-        let got = |kind| value(suppression(kind, pre.clone(), &head, y()));
+        let parts = || (relu(pre.clone()), pre.clone());
+        let got = |kind| value(suppression(kind, parts(), &head, y()));
         let ice_value = value(ice(logits.clone(), y()));
         let dos_value = value(feature_dos(pre.clone()));
         assert!((got(SuppressionLoss::Ice) - ice_value).abs() < 1e-6);

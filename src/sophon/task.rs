@@ -10,7 +10,7 @@ use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::Monitor;
-use super::config::{Environment, SimLayers, SuppressionLoss};
+use super::config::{Environment, SuppressionLoss};
 use super::losses::{dos, mse_ascent, suppression};
 use super::train::{accuracy, cross_entropy, units_on};
 use crate::config::{DiffusionConfig, ExperimentConfig, Layers, ModelKind};
@@ -92,20 +92,26 @@ pub trait Protectable: Module + Clone + Sized {
     fn context(config: &ExperimentConfig) -> Self::Context;
 
     /// The copy a simulated attacker fine-tunes: the same parameter ids, its own normalisation
-    /// statistics, the environment's head and layer settings applied.
+    /// statistics, a fresh head when the environment re-initialises it. Every parameter of the
+    /// copy keeps its gradient even for a `head-only` environment: first-order MAML needs the
+    /// query loss's gradient with respect to every parameter it depends on, the frozen body's
+    /// included; the freezing applies to the attacker's inner steps only ([`fts_gradient`]).
+    ///
+    /// With `reinit_head` the real head gets no FTS gradient, and that is right: the attacker
+    /// throws it away, so the fine-tuned model does not depend on it (the fresh head's
+    /// parameters have new ids, and their gradients are dropped). Suppression against such an
+    /// attacker acts through the body alone.
+    ///
+    /// [`fts_gradient`]: super::fts::fts_gradient
     fn simulated_copy(&self, env: &Environment, device: &Device) -> Self {
-        let copy = self.attacker_copy(
+        self.attacker_copy(
             if env.reinit_head {
                 Layers::ReinitHead
             } else {
                 Layers::All
             },
             device,
-        );
-        match env.layers {
-            SimLayers::All => copy,
-            SimLayers::HeadOnly => copy.attacker_copy(Layers::HeadOnly, device),
-        }
+        )
     }
 
     /// A copy for an attacker: own normalisation statistics, `layers` applied (a fresh head,
@@ -214,7 +220,7 @@ impl Protectable for Classifier {
     ) -> Tensor<1> {
         let x = batch::images(set, idx, device);
         let y = batch::labels(set, idx, device);
-        suppression(loss, self.pre_features(x), self.head(), y)
+        suppression(loss, self.features_and_dos(x), self.head(), y)
     }
 
     fn score(&self, _: &(), set: &ImageSet, batch_size: usize, _: u64, device: &Device) -> f64 {

@@ -9,5 +9,6 @@ mod hostile;
 mod models;
 mod sophon;
 mod training;
+mod verdicts;
 mod window;
 mod worker;

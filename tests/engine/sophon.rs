@@ -170,9 +170,9 @@ fn suppression_after_finetune(
     }
     let idx: Vec<usize> = (0..test.len()).collect();
     let copy = copy.valid();
-    let pre = copy.pre_features(batch::images(test, &idx, &devices.eval));
+    let parts = copy.features_and_dos(batch::images(test, &idx, &devices.eval));
     let labels = batch::labels(test, &idx, &devices.eval);
-    suppression(sophon.loss, pre, copy.head(), labels).into_scalar::<f32>() as f64
+    suppression(sophon.loss, parts, copy.head(), labels).into_scalar::<f32>() as f64
 }
 
 #[test]

@@ -1,0 +1,171 @@
+//! What a verdict rests on: FTS gradients that reach every parameter they should, optimizers
+//! that are PyTorch's, splits that never leak test data into a choice, and a verdict that calls
+//! a wrecked model destroyed.
+
+use burn::module::{Module, ModuleVisitor, Param, ParamId};
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Tensor, TensorData};
+use sophon_workbench::config::{OptimizerConfig, OptimizerKind};
+use sophon_workbench::data::rng::Rng;
+use sophon_workbench::model::Classifier;
+use sophon_workbench::sophon::fts::fts_gradient;
+use sophon_workbench::sophon::losses::feature_dos;
+use sophon_workbench::sophon::{Devices, experiment};
+
+use crate::training::{Recorder, small};
+
+/// For each parameter of the visited model: its id and the sum of |gradient| in `grads`
+/// (`None`: no gradient).
+struct GradSums<'a> {
+    grads: &'a GradientsParams,
+    out: Vec<(ParamId, Option<f64>)>,
+}
+
+impl ModuleVisitor for GradSums<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let sum = self
+            .grads
+            .get::<D>(param.id)
+            .map(|g| g.abs().sum().into_scalar::<f32>().into());
+        self.out.push((param.id, sum));
+    }
+}
+
+/// The ids of the head's parameters.
+fn head_ids(model: &Classifier) -> Vec<ParamId> {
+    let head = model.head();
+    let mut ids = vec![head.weight.id];
+    if let Some(b) = &head.bias {
+        ids.push(b.id);
+    }
+    ids
+}
+
+/// (gradient sums over the body's parameters, over the head's) of one FTS gradient with the
+/// small preset's environment changed by `env`.
+fn fts_gradient_sums(env: &[&str]) -> (Vec<Option<f64>>, Vec<Option<f64>>) {
+    let mut overrides = vec!["sophon.loss=\"ice\""];
+    overrides.extend_from_slice(env);
+    let config = small(&overrides);
+    let sophon = config.sophon.clone().unwrap();
+    let devices = Devices::new(Device::flex());
+    let (_, restricted) = experiment::load_domains(&config).unwrap();
+    let model: Classifier = experiment::fresh_model(&config, 10, 1, &devices);
+    let (grads, _) = fts_gradient(
+        &model,
+        &sophon,
+        &(),
+        &restricted.train,
+        &mut Rng::new(3),
+        &devices,
+        &mut Recorder::default(),
+    )
+    .unwrap();
+    let mut v = GradSums {
+        grads: &grads,
+        out: Vec::new(),
+    };
+    model.visit(&mut v);
+    let head = head_ids(&model);
+    let (h, b): (Vec<_>, Vec<_>) = v.out.into_iter().partition(|(id, _)| head.contains(id));
+    let sums = |v: Vec<(ParamId, Option<f64>)>| v.into_iter().map(|(_, s)| s).collect();
+    (sums(b), sums(h))
+}
+
+/// First-order MAML differentiates the query loss with respect to every parameter it depends
+/// on. A head-only attacker moves only the head, but the loss at its adapted point still
+/// depends on the (unchanged) body: the body must get an FTS gradient.
+#[test]
+fn a_head_only_simulated_attacker_still_gives_the_body_an_fts_gradient() {
+    let (body, head) = fts_gradient_sums(&["sophon.environments.0.layers=\"head-only\""]);
+    assert!(
+        body.iter().all(|s| s.is_some_and(|s| s > 0.0)),
+        "every body parameter has a non-zero FTS gradient: {body:?}"
+    );
+    assert!(head.iter().all(|s| s.is_some_and(|s| s > 0.0)), "{head:?}");
+}
+
+/// An attacker that re-initialises the head throws the real head away: the fine-tuned model
+/// does not depend on it, so its FTS gradient is absent (and the body's is not).
+#[test]
+fn with_a_fresh_head_only_the_body_gets_an_fts_gradient() {
+    let (body, head) = fts_gradient_sums(&["sophon.environments.0.reinit_head=true"]);
+    assert!(body.iter().all(|s| s.is_some_and(|s| s > 0.0)), "{body:?}");
+    assert!(
+        head.iter().all(|s| s.is_none()),
+        "the discarded real head gets no FTS gradient: {head:?}"
+    );
+}
+
+/// resnet-small's pooled features are averages of ReLUs (never negative), so a hinge on them
+/// could never fall below 1. Feature DoS acts on the last residual sum instead: pushed down,
+/// its hinge closes and the units feeding the head go off.
+#[test]
+fn feature_dos_on_resnet_small_can_switch_its_units_off() {
+    let config = small(&["model.kind=resnet-small"]);
+    let devices = Devices::new(Device::flex());
+    let (_, restricted) = experiment::load_domains(&config).unwrap();
+    let mut model: Classifier = experiment::fresh_model(&config, 10, 1, &devices);
+    let idx: Vec<usize> = (0..32).collect();
+    let x = || sophon_workbench::data::batch::images(&restricted.train, &idx, &devices.train);
+    let mut optim =
+        sophon_workbench::sophon::optim::build(&OptimizerConfig::new(OptimizerKind::Adam, 1e-2));
+    let loss_of = |m: &Classifier| feature_dos(m.dos_pre_activations(x()));
+    let first = loss_of(&model).into_scalar::<f32>();
+    assert!(first > 0.5, "{first}");
+    for _ in 0..60 {
+        let loss = loss_of(&model);
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(1e-2, model, grads);
+    }
+    let last = loss_of(&model).into_scalar::<f32>();
+    let on =
+        sophon_workbench::sophon::train::units_on(&model, &restricted.train, 64, &devices.eval);
+    assert!(
+        last < 0.05,
+        "the hinge closes (it started at {first}, now {last})"
+    );
+    assert!(on < 0.05, "the pooled features are off: {on}");
+}
+
+/// burn's Adam ε is 1e-5; PyTorch's (the paper's) is 1e-8. With gradients of 1e-6 the two
+/// differ tenfold; the step must be PyTorch's: m̂ / (√v̂ + ε).
+#[test]
+fn adam_steps_match_pytorch() {
+    let device = Device::flex().autodiff();
+    let lin = burn::nn::LinearConfig::new(2, 1)
+        .with_bias(false)
+        .init(&device);
+    let w0: Vec<f32> = lin.weight.val().into_data().try_to_vec().unwrap();
+    let mut optim =
+        sophon_workbench::sophon::optim::build(&OptimizerConfig::new(OptimizerKind::Adam, 0.1));
+    let (lr, b1, b2, eps) = (0.1f64, 0.9f64, 0.999f64, 1e-8f64);
+    let steps = [[1e-6f32, -3e-6], [-2e-6, 5e-7], [4e-6, 1e-6]];
+    let (mut m, mut v) = ([0f64; 2], [0f64; 2]);
+    let mut want: Vec<f64> = w0.iter().map(|&w| w as f64).collect();
+    let mut lin = lin;
+    for (t, g) in steps.iter().enumerate() {
+        let t = t as i32 + 1;
+        let mut grads = GradientsParams::new();
+        let g_tensor =
+            Tensor::<2>::from_data(TensorData::new(g.to_vec(), [2, 1]), &device.clone().inner());
+        grads.register(lin.weight.id, g_tensor);
+        lin = optim.step(lr, lin, grads);
+        for i in 0..2 {
+            let g = g[i] as f64;
+            m[i] = b1 * m[i] + (1.0 - b1) * g;
+            v[i] = b2 * v[i] + (1.0 - b2) * g * g;
+            let (mh, vh) = (m[i] / (1.0 - b1.powi(t)), v[i] / (1.0 - b2.powi(t)));
+            want[i] -= lr * mh / (vh.sqrt() + eps);
+        }
+        let got: Vec<f32> = lin.weight.val().into_data().try_to_vec().unwrap();
+        for i in 0..2 {
+            assert!(
+                (got[i] as f64 - want[i]).abs() < 2e-6,
+                "step {t}, weight {i}: {} against PyTorch's {}",
+                got[i],
+                want[i]
+            );
+        }
+    }
+}

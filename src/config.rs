@@ -79,6 +79,93 @@ pub struct ExperimentConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sophon: Option<SophonConfig>,
     pub evaluation: EvaluationConfig,
+    /// How much of each domain's training set is held out as its validation split.
+    #[serde(default)]
+    pub validation: ValidationConfig,
+}
+
+/// A validation split's size: a count of images (`400`) or a fraction of the training set
+/// (`0.2`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SplitSize {
+    Count(usize),
+    Fraction(f64),
+}
+
+impl SplitSize {
+    /// Images out of `train` (a fraction rounds to the nearest count, at least 1).
+    pub fn count(self, train: usize) -> usize {
+        match self {
+            SplitSize::Count(n) => n,
+            SplitSize::Fraction(f) => ((train as f64 * f).round() as usize).max(1),
+        }
+    }
+
+    fn validate(self, field: &str) -> Result<(), ConfigError> {
+        match self {
+            SplitSize::Count(n) => at_least(field, n, 1),
+            SplitSize::Fraction(f) if f > 0.0 && f < 1.0 => Ok(()),
+            SplitSize::Fraction(f) => Err(invalid(
+                field,
+                format!("a fraction must be in (0, 1) (got {f}); a count is a whole number"),
+            )),
+        }
+    }
+}
+
+impl fmt::Display for SplitSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SplitSize::Count(n) => write!(f, "{n}"),
+            SplitSize::Fraction(x) => write!(f, "{x}"),
+        }
+    }
+}
+
+/// The validation split of each domain, carved at random (seeded) out of its training set
+/// before anything trains. Pre-training, NTR, FTS and every attacker train on what is left;
+/// model selection, the guard, the probe and the best-effort attacker's search read only the
+/// validation split; the test split is read only for reported figures.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidationConfig {
+    /// Default: 10 % of the original training set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original: Option<SplitSize>,
+    /// Default: 20 % of the restricted training set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restricted: Option<SplitSize>,
+}
+
+impl ValidationConfig {
+    pub const DEFAULT_ORIGINAL: SplitSize = SplitSize::Fraction(0.1);
+    pub const DEFAULT_RESTRICTED: SplitSize = SplitSize::Fraction(0.2);
+
+    pub fn original(&self) -> SplitSize {
+        self.original.unwrap_or(Self::DEFAULT_ORIGINAL)
+    }
+
+    pub fn restricted(&self) -> SplitSize {
+        self.restricted.unwrap_or(Self::DEFAULT_RESTRICTED)
+    }
+}
+
+impl ExperimentConfig {
+    /// The restricted validation split's size: `[validation] restricted`, else an older
+    /// preset's `sophon.select.holdout` (the images its probe was scored on), else the default.
+    pub fn restricted_validation(&self) -> SplitSize {
+        let legacy = self
+            .sophon
+            .as_ref()
+            .and_then(|s| s.select.as_ref())
+            .and_then(|s| s.holdout);
+        match (self.validation.restricted, legacy) {
+            (Some(size), _) => size,
+            (None, Some(n)) => SplitSize::Count(n),
+            (None, None) => ValidationConfig::DEFAULT_RESTRICTED,
+        }
+    }
 }
 
 fn default_name() -> String {
@@ -689,6 +776,14 @@ impl ExperimentConfig {
         p.optimizer.validate("pretrain.optimizer")?;
         if let Some(s) = &self.sophon {
             s.validate()?;
+        }
+        for (field, size) in [
+            ("validation.original", self.validation.original),
+            ("validation.restricted", self.validation.restricted),
+        ] {
+            if let Some(size) = size {
+                size.validate(field)?;
+            }
         }
         let e = &self.evaluation;
         batch_size("evaluation.batch_size", e.batch_size)?;

@@ -146,6 +146,32 @@ impl ImageSet {
         (part(0..at), part(at..self.len()))
     }
 
+    /// `n` images drawn at random (by `rng`) as the second set, the rest, in their order, as
+    /// the first.
+    pub fn split_random(&self, n: usize, rng: &mut rng::Rng) -> (Self, Self) {
+        let mut order: Vec<usize> = (0..self.len()).collect();
+        rng.shuffle(&mut order);
+        let mut picked = vec![false; self.len()];
+        for &i in order.iter().take(n) {
+            picked[i] = true;
+        }
+        let empty = || {
+            Self::empty(
+                &self.name,
+                self.channels,
+                self.height,
+                self.width,
+                self.classes,
+            )
+        };
+        let (mut rest, mut held) = (empty(), empty());
+        for (i, &p) in picked.iter().enumerate() {
+            let set = if p { &mut held } else { &mut rest };
+            set.push(self.image(i), self.labels[i]);
+        }
+        (rest, held)
+    }
+
     /// Keep at most `n` images (the first ones).
     pub fn truncate(&mut self, n: usize) {
         if n < self.len() {
@@ -181,10 +207,15 @@ impl ImageSet {
     }
 }
 
-/// The train and test parts of one domain, conformed to the model's input.
+/// The train, validation and test parts of one domain, conformed to the model's input.
+///
+/// Only `train` is trained on; `validation` is what choices are made on (model selection, the
+/// guard, the probe, the attacker's search); `test` is read for reported figures only.
 #[derive(Debug, Clone)]
 pub struct Domain {
     pub train: ImageSet,
+    /// Empty until [`Domain::hold_out_validation`].
+    pub validation: ImageSet,
     pub test: ImageSet,
 }
 
@@ -192,9 +223,30 @@ impl Domain {
     pub fn classes(&self) -> usize {
         self.train.classes
     }
+
+    /// Move `n` training images, drawn at random (deterministic in `seed`), to the validation
+    /// split. `field` names the setting in the error when the training set cannot spare them
+    /// (at least one image must stay to train on).
+    pub fn hold_out_validation(self, n: usize, seed: u64, field: &str) -> Result<Self, DataError> {
+        if n >= self.train.len() {
+            return Err(DataError::Invalid(format!(
+                "{field}: a validation split of {n} images leaves nothing to train on ({} has {} training images)",
+                self.train.name,
+                self.train.len()
+            )));
+        }
+        let mut rng = rng::Rng::from_keys(&[seed, 0x56_41_4C]);
+        let (train, validation) = self.train.split_random(n, &mut rng);
+        Ok(Self {
+            train,
+            validation,
+            test: self.test,
+        })
+    }
 }
 
-/// Load both splits of a configured data source and conform them to the model's input.
+/// Load the train and test splits of a configured data source and conform them to the model's
+/// input (the validation split is carved by [`Domain::hold_out_validation`]).
 pub fn load_domain(data: &DataSource, input: &InputConfig, seed: u64) -> Result<Domain, DataError> {
     let (mut train, mut test) = match data {
         // Image folders: the test split's classes are matched to the train split's by name.
@@ -241,7 +293,18 @@ pub fn load_domain(data: &DataSource, input: &InputConfig, seed: u64) -> Result<
             train.name, train.classes, test.classes
         )));
     }
-    Ok(Domain { train, test })
+    let validation = ImageSet::empty(
+        &train.name,
+        train.channels,
+        train.height,
+        train.width,
+        train.classes,
+    );
+    Ok(Domain {
+        train,
+        validation,
+        test,
+    })
 }
 
 fn load_split(

@@ -101,7 +101,7 @@ impl Environment {
 }
 
 /// The cheap non-fine-tunability probe run at each evaluation: fine-tune a copy briefly on the
-/// restricted domain and measure its restricted test accuracy.
+/// restricted training split and measure it on the restricted validation split.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProbeConfig {
@@ -113,14 +113,15 @@ pub struct ProbeConfig {
 /// Model selection: hand on the best evaluated model instead of the last one. SOPHON's outer
 /// loop oscillates (intactness and the probe swing between evaluations), so where it stops is
 /// partly luck; the reference code saves a checkpoint at each evaluation, named by both
-/// measures, for a person to pick from. This picks, on data the final evaluation never uses.
+/// measures, for a person to pick from. This picks on the validation splits only (intactness
+/// on the original one, the probe scored on the restricted one), never on test data.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SelectConfig {
-    /// Restricted-domain training images held out of the probe's fine-tuning (the last ones);
-    /// the probe is scored on them instead of on the test set, so choosing by the probe never
-    /// looks at test data.
-    pub holdout: usize,
+    /// Older presets: the restricted images the probe was scored on. Now the size of the
+    /// restricted validation split when `[validation] restricted` is not set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holdout: Option<usize>,
     /// How far the original-domain measure may fall behind the pre-trained model's for a model
     /// to be chosen: accuracy points for a classifier (0.05), a fraction of its ε-MSE for a
     /// denoiser (0.1 = 10 % higher).
@@ -320,10 +321,10 @@ impl SophonConfig {
         batch_size(&f("probe.batch_size"), self.probe.batch_size)?;
         self.probe.optimizer.validate(&f("probe.optimizer"))?;
         if let Some(select) = &self.select {
-            if select.holdout == 0 {
+            if select.holdout == Some(0) {
                 return Err(invalid(
                     f("select.holdout"),
-                    "must be at least 1: the probe that picks the model is scored on held-out training images",
+                    "must be at least 1 (it sizes the restricted validation split the probe is scored on)",
                 ));
             }
             if !(select.tolerance >= 0.0 && select.tolerance.is_finite()) {

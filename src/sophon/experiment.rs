@@ -88,6 +88,41 @@ pub struct PretrainSummary {
     pub seconds: f64,
 }
 
+/// How many images each split of a domain holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SplitSizes {
+    pub train: usize,
+    pub validation: usize,
+    pub test: usize,
+}
+
+impl SplitSizes {
+    pub fn of(domain: &Domain) -> Self {
+        Self {
+            train: domain.train.len(),
+            validation: domain.validation.len(),
+            test: domain.test.len(),
+        }
+    }
+}
+
+impl std::fmt::Display for SplitSizes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} train / {} validation / {} test",
+            self.train, self.validation, self.test
+        )
+    }
+}
+
+/// The split sizes of both domains, as the run used them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Splits {
+    pub original: SplitSizes,
+    pub restricted: SplitSizes,
+}
+
 /// What `summary.json` holds. Filled in as the run goes, so a stopped run keeps what it did.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
@@ -95,6 +130,9 @@ pub struct Summary {
     pub name: String,
     pub seed: u64,
     pub classes: usize,
+    /// The images of each split (validation carved out of the training set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub splits: Option<Splits>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pretrain: Option<PretrainSummary>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -119,10 +157,16 @@ impl Summary {
     }
 }
 
-/// Load both domains; the model's class count is the larger of the two.
+/// Load both domains with their validation splits held out of training (the model's class
+/// count is the larger of the two).
 pub fn load_domains(config: &ExperimentConfig) -> Result<(Domain, Domain), DataError> {
-    let original = data::load_domain(&config.original, &config.input, config.seed)?;
-    let restricted = data::load_domain(&config.restricted, &config.input, config.seed ^ 0x5EED)?;
+    let seed = config.seed;
+    let original = data::load_domain(&config.original, &config.input, seed)?;
+    let n = config.validation.original().count(original.train.len());
+    let original = original.hold_out_validation(n, seed, "validation.original")?;
+    let restricted = data::load_domain(&config.restricted, &config.input, seed ^ 0x5EED)?;
+    let n = config.restricted_validation().count(restricted.train.len());
+    let restricted = restricted.hold_out_validation(n, seed ^ 0x5EED, "validation.restricted")?;
     Ok((original, restricted))
 }
 
@@ -168,14 +212,16 @@ pub fn run(
     let classes = original.classes().max(restricted.classes());
     summary.classes = classes;
     monitor.log(&format!(
-        "original: {} ({} train / {} test), restricted: {} ({} train / {} test), {classes} classes",
+        "original: {} ({}), restricted: {} ({}), {classes} classes",
         original.train.name,
-        original.train.len(),
-        original.test.len(),
+        SplitSizes::of(&original),
         restricted.train.name,
-        restricted.train.len(),
-        restricted.test.len()
+        SplitSizes::of(&restricted),
     ));
+    summary.splits = Some(Splits {
+        original: SplitSizes::of(&original),
+        restricted: SplitSizes::of(&restricted),
+    });
     check_batches(config, &original, &restricted)?;
     let result = match config.task {
         Task::Classification => {
@@ -209,11 +255,7 @@ fn check_batches(
     let Some(s) = &config.sophon else {
         return Ok(());
     };
-    let probe_pool = restricted.train.len()
-        - s.select
-            .as_ref()
-            .map_or(0, |x| x.holdout)
-            .min(restricted.train.len());
+    let probe_pool = restricted.train.len();
     let mut checks = vec![
         (
             "sophon.ntr_batch_size".to_string(),
@@ -227,7 +269,7 @@ fn check_batches(
             s.probe.batch_size,
             &restricted.train,
             probe_pool,
-            "the restricted training images the probe fine-tunes on",
+            "the restricted training split the probe fine-tunes on",
         ),
     ];
     for (i, env) in s.environments.iter().enumerate() {
@@ -240,8 +282,7 @@ fn check_batches(
         ));
     }
     for (field, batch, set, available, what) in checks {
-        // (An empty pool is the hold-out's error, reported with its own field.)
-        if batch > available && available > 0 {
+        if batch > available {
             return Err(DataError::Invalid(format!(
                 "{field} = {batch} is larger than {what} ({}: {available} images)",
                 set.name
@@ -300,17 +341,6 @@ fn run_task<M: Protectable>(
     let classes = summary.classes;
     let ctx = M::context(config);
     let label = M::METRIC.label();
-    if let Some(select) = config.sophon.as_ref().and_then(|s| s.select.as_ref())
-        && select.holdout >= restricted.train.len()
-    {
-        return Err(DataError::Invalid(format!(
-            "sophon.select.holdout = {}: the restricted training set ({}) has only {} images, and the probe needs some of them to fine-tune on",
-            select.holdout,
-            restricted.train.name,
-            restricted.train.len()
-        ))
-        .into());
-    }
 
     // Pre-training on the original domain (or a checkpoint, or the run being resumed).
     let skeleton: M = fresh_model(config, classes, config.seed, devices);
@@ -412,6 +442,7 @@ fn run_task<M: Protectable>(
             ));
             summary.sophon = Some(SophonSummary {
                 scores,
+                original_validation: None,
                 iterations: 0,
                 guard_triggered: false,
                 diverged: None,

@@ -95,11 +95,14 @@ pub struct Resume<M> {
 /// SOPHON's part of `summary.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SophonSummary {
-    /// After SOPHON: original-domain measure (intactness), restricted-domain measure before any
-    /// fine-tuning, the last non-fine-tunability probe (restricted, after a short fine-tune),
-    /// and a denoiser's sample PSNR.
+    /// After SOPHON, on the test splits: original-domain measure (intactness), restricted-domain
+    /// measure before any fine-tuning, and a denoiser's sample PSNR; and the last
+    /// non-fine-tunability probe (restricted, after a short fine-tune, on the validation split).
     #[serde(flatten)]
     pub scores: Scores,
+    /// The original-domain measure on the validation split (what selection and the guard read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original_validation: Option<f64>,
     /// Outer iterations completed.
     pub iterations: usize,
     /// The intactness guard stopped SOPHON (the model was rolled back to `rolled_back_to`).
@@ -125,8 +128,8 @@ pub fn optimizers() -> (ModuleOptimizer, ModuleOptimizer) {
     (super::optim::build(&adam), super::optim::build(&adam))
 }
 
-/// The restricted-domain measure on `restricted.test` after a short fine-tune of a copy of
-/// `model` on `restricted.train`. A NaN or infinite loss or score is a [`Divergence`] of the
+/// The restricted-domain measure on `restricted.validation` after a short fine-tune of a copy
+/// of `model` on `restricted.train` (never on the test split: the probe picks models). A NaN or infinite loss or score is a [`Divergence`] of the
 /// `probe` at outer iteration `iteration` (not a figure: a diverged attacker scores at chance,
 /// which would read as perfect protection).
 #[allow(clippy::too_many_arguments)]
@@ -160,7 +163,7 @@ pub fn probe<M: Protectable>(
     }
     // (A classifier with NaN parameters still scores a finite accuracy, at chance.)
     finite(parameter_norm(&copy), "probe", iteration, "parameters")?;
-    let score = copy.score(ctx, &restricted.test, eval_batch, seed, &devices.eval);
+    let score = copy.score(ctx, &restricted.validation, eval_batch, seed, &devices.eval);
     let quantity = format!("restricted_{}", M::METRIC.name());
     finite(score, "probe", iteration, &quantity)
 }
@@ -170,9 +173,6 @@ struct EvalContext<'a, M: Protectable> {
     ctx: &'a M::Context,
     original: &'a Domain,
     restricted: &'a Domain,
-    /// What the probe fine-tunes on and is scored on: the restricted domain, or with model
-    /// selection its training set split into a fine-tuning part and a held-out part.
-    probe_data: &'a Domain,
     config: &'a SophonConfig,
     eval_batch: usize,
     seed: u64,
@@ -180,11 +180,11 @@ struct EvalContext<'a, M: Protectable> {
 }
 
 impl<M: Protectable> EvalContext<'_, M> {
-    /// The original-domain test measure.
+    /// The original-domain validation measure (what selection and the guard read).
     fn intactness(&self, model: &M) -> f64 {
         model.score(
             self.ctx,
-            &self.original.test,
+            &self.original.validation,
             self.eval_batch,
             self.seed,
             &self.devices.eval,
@@ -196,7 +196,7 @@ impl<M: Protectable> EvalContext<'_, M> {
         probe(
             model,
             self.ctx,
-            self.probe_data,
+            self.restricted,
             &self.config.probe,
             self.eval_batch,
             self.seed,
@@ -228,8 +228,8 @@ impl<M: Protectable> EvalContext<'_, M> {
             p.probe_score,
         );
         for (domain, set) in [
-            ("original", &self.original.test),
-            ("restricted", &self.restricted.test),
+            ("original", &self.original.validation),
+            ("restricted", &self.restricted.validation),
         ] {
             if let Some(on) = model.units_on(set, self.eval_batch, &self.devices.eval) {
                 monitor.metric(&format!("sophon/{domain}_units_on"), it, on);
@@ -241,8 +241,8 @@ impl<M: Protectable> EvalContext<'_, M> {
             "sophon",
             "sophon",
             it,
-            &self.original.test,
-            &self.restricted.test,
+            &self.original.validation,
+            &self.restricted.validation,
             self.seed,
             &self.devices.eval,
             monitor,
@@ -309,15 +309,10 @@ pub fn protect<M: Protectable>(
         }
     };
     monitor.phase("sophon", config.outer_iterations);
-    let held_out = config.select.as_ref().map(|s| {
-        let (train, test) = restricted.train.split_last(s.holdout);
-        Domain { train, test }
-    });
     let eval = EvalContext::<M> {
         ctx,
         original,
         restricted,
-        probe_data: held_out.as_ref().unwrap_or(restricted),
         config,
         eval_batch,
         seed,
@@ -510,7 +505,7 @@ pub fn protect<M: Protectable>(
             .probe(&model, s.iteration)
             .map_err(|d| report(monitor, d))?;
         monitor.log(&format!(
-            "model selection: the model of iteration {} is handed on (original {} {:.4}, held-out probe {:.4})",
+            "model selection: the model of iteration {} is handed on (original validation {} {:.4}, validation probe {:.4})",
             s.iteration,
             M::METRIC.label(),
             p.original_score,
@@ -526,9 +521,10 @@ pub fn protect<M: Protectable>(
     settings.fts_loops = p.fts_loops;
     settings.ntr_loops = p.ntr_loops;
     settings.eval_every = p.eval_every;
+    // The reported figures: the handed-on model's test measures, read once.
     let mut scores = Scores::new(
         M::METRIC,
-        p.original_score,
+        model.score(ctx, &original.test, eval_batch, seed, &devices.eval),
         model.score(ctx, &restricted.test, eval_batch, seed, &devices.eval),
     );
     scores.probe = Some(p.probe_score);
@@ -549,6 +545,7 @@ pub fn protect<M: Protectable>(
     }
     let summary = SophonSummary {
         scores,
+        original_validation: Some(p.original_score),
         iterations: p.iteration,
         guard_triggered,
         diverged,
@@ -699,7 +696,7 @@ mod tests {
     #[test]
     fn selection_prefers_the_better_probe_then_the_better_intactness() {
         let select = SelectConfig {
-            holdout: 100,
+            holdout: None,
             tolerance: 0.05,
         };
         let better = |p: &Progress| is_better::<Classifier>(&select, p);

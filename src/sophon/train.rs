@@ -67,9 +67,9 @@ pub fn train_step<M: Protectable>(
     (optim.step(lr, model, grads), value)
 }
 
-/// Train `model` on the original domain for `config.epochs` epochs, reporting the loss every step
-/// (`pretrain/loss`) and the original-domain test measure after every epoch
-/// (`pretrain/original_acc` or `pretrain/original_mse`). A NaN or infinite loss, parameter or
+/// Train `model` on the original domain's training split for `config.epochs` epochs, reporting
+/// the loss every step (`pretrain/loss`) and the original-domain validation measure after every
+/// epoch (`pretrain/original_acc` or `pretrain/original_mse`). A NaN or infinite loss, parameter or
 /// score ends it with [`Halt::Diverged`] (reported to the monitor).
 #[allow(clippy::too_many_arguments)]
 pub fn pretrain<M: Protectable>(
@@ -107,12 +107,12 @@ pub fn pretrain<M: Protectable>(
             monitor.step(step)?;
         }
         model = finite_parameters(model, "pretrain", step).map_err(|d| report(monitor, d))?;
-        let score = model.score(ctx, &original.test, eval_batch, seed, &devices.eval);
+        let score = model.score(ctx, &original.validation, eval_batch, seed, &devices.eval);
         let quantity = format!("original_{metric}");
         let score = finite(score, "pretrain", step, &quantity).map_err(|d| report(monitor, d))?;
         monitor.metric(&format!("pretrain/original_{metric}"), epoch + 1, score);
         monitor.log(&format!(
-            "pre-training epoch {}: original test {} {:.4}",
+            "pre-training epoch {}: original validation {} {:.4}",
             epoch + 1,
             M::METRIC.label(),
             score

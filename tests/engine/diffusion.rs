@@ -43,7 +43,10 @@ fn digits16() -> (sophon_workbench::data::Domain, Devices) {
         channels: 1,
         convert_channels: false,
     };
-    let digits = load_domain(&DataSource::Digits, &input, 1).unwrap();
+    let digits = load_domain(&DataSource::Digits, &input, 1)
+        .unwrap()
+        .hold_out_validation(144, 1, "validation")
+        .unwrap();
     (digits, Devices::new(burn::tensor::Device::flex()))
 }
 
@@ -148,6 +151,7 @@ fn dos_after_finetune(
     tune.truncate(64);
     let tune = Domain {
         train: tune,
+        validation: set.clone(),
         test: set.clone(),
     };
     let tuned = train(

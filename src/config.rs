@@ -613,6 +613,191 @@ pub struct AttackStrategy {
     pub epochs: usize,
 }
 
+/// One optimizer of the best-effort attacker's grid and the learning rates it tries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchOptimizer {
+    pub kind: OptimizerKind,
+    pub lrs: Vec<f64>,
+    /// Momentum of `sgd-momentum` (default 0.9).
+    #[serde(default = "default_momentum")]
+    pub momentum: f64,
+    #[serde(default)]
+    pub weight_decay: f64,
+}
+
+/// The best-effort attacker: a real attacker tunes its learning rate, so this one searches a
+/// grid (layers × optimizer × learning rate × batch size) from every starting point alike, by
+/// successive halving on the restricted *validation* split: every setting trains to the first
+/// rung's epochs, the best `1/eta` go on to the next rung, and so on to `epochs`. The setting
+/// with the best validation measure at the end is reported, with its test curve.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BestEffortConfig {
+    #[serde(default = "default_search_layers")]
+    pub layers: Vec<Layers>,
+    #[serde(default = "default_search_optimizers")]
+    pub optimizers: Vec<SearchOptimizer>,
+    #[serde(default = "default_search_batches")]
+    pub batch_sizes: Vec<usize>,
+    /// The full budget, in epochs over the restricted training split.
+    #[serde(default = "default_search_epochs")]
+    pub epochs: usize,
+    /// The epochs at which the candidates are cut (increasing, below `epochs`).
+    #[serde(default = "default_rungs")]
+    pub rungs: Vec<usize>,
+    /// Each rung keeps the best ⌈n / eta⌉ candidates.
+    #[serde(default = "default_eta")]
+    pub eta: usize,
+}
+
+fn default_search_layers() -> Vec<Layers> {
+    vec![Layers::All]
+}
+
+fn default_search_optimizers() -> Vec<SearchOptimizer> {
+    vec![
+        SearchOptimizer {
+            kind: OptimizerKind::SgdMomentum,
+            lrs: vec![1e-3, 3e-3, 1e-2, 3e-2],
+            momentum: 0.9,
+            weight_decay: 1e-4,
+        },
+        SearchOptimizer {
+            kind: OptimizerKind::Adam,
+            lrs: vec![1e-4, 3e-4, 1e-3, 3e-3],
+            momentum: 0.9,
+            weight_decay: 0.0,
+        },
+    ]
+}
+
+fn default_search_batches() -> Vec<usize> {
+    vec![100]
+}
+
+fn default_search_epochs() -> usize {
+    10
+}
+
+fn default_rungs() -> Vec<usize> {
+    vec![1, 3]
+}
+
+fn default_eta() -> usize {
+    3
+}
+
+impl Default for BestEffortConfig {
+    fn default() -> Self {
+        Self {
+            layers: default_search_layers(),
+            optimizers: default_search_optimizers(),
+            batch_sizes: default_search_batches(),
+            epochs: default_search_epochs(),
+            rungs: default_rungs(),
+            eta: default_eta(),
+        }
+    }
+}
+
+impl BestEffortConfig {
+    /// The name of the best-effort attacker's entries (not allowed for a fixed strategy).
+    pub const NAME: &'static str = "best-effort";
+
+    /// Every setting of the grid, as a strategy named after its setting.
+    pub fn candidates(&self) -> Vec<AttackStrategy> {
+        let mut out = Vec::new();
+        for &layers in &self.layers {
+            for o in &self.optimizers {
+                for &lr in &o.lrs {
+                    for &batch_size in &self.batch_sizes {
+                        let optimizer = OptimizerConfig {
+                            kind: o.kind,
+                            lr,
+                            momentum: o.momentum,
+                            weight_decay: o.weight_decay,
+                        };
+                        let layer_name = match layers {
+                            Layers::All => "all",
+                            Layers::ReinitHead => "reinit-head",
+                            Layers::HeadOnly => "head-only",
+                        };
+                        out.push(AttackStrategy {
+                            name: format!(
+                                "{} lr {lr:e} batch {batch_size} {layer_name}",
+                                o.kind.name()
+                            ),
+                            layers,
+                            optimizer,
+                            batch_size,
+                            epochs: self.epochs,
+                        });
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The number of candidates that train in each stage (one per rung, then the last).
+    pub fn survivors(&self) -> Vec<usize> {
+        let mut n = self.candidates().len();
+        let mut out = vec![n];
+        for _ in &self.rungs {
+            n = n.div_ceil(self.eta.max(1)).max(1);
+            out.push(n);
+        }
+        out
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let f = |name: &str| format!("evaluation.best_effort.{name}");
+        if self.layers.is_empty() || self.optimizers.is_empty() || self.batch_sizes.is_empty() {
+            return Err(invalid(
+                f("optimizers"),
+                "layers, optimizers and batch_sizes each need at least one entry",
+            ));
+        }
+        for (i, o) in self.optimizers.iter().enumerate() {
+            if o.lrs.is_empty() {
+                return Err(invalid(
+                    f(&format!("optimizers[{i}].lrs")),
+                    "needs at least one learning rate",
+                ));
+            }
+            for lr in &o.lrs {
+                let c = OptimizerConfig {
+                    kind: o.kind,
+                    lr: *lr,
+                    momentum: o.momentum,
+                    weight_decay: o.weight_decay,
+                };
+                c.validate(&f(&format!("optimizers[{i}]")))?;
+            }
+        }
+        for &b in &self.batch_sizes {
+            batch_size(&f("batch_sizes"), b)?;
+        }
+        at_least(&f("epochs"), self.epochs, 1)?;
+        at_least(&f("eta"), self.eta, 2)?;
+        let mut last = 0;
+        for &r in &self.rungs {
+            if r <= last || r >= self.epochs {
+                return Err(invalid(
+                    f("rungs"),
+                    format!(
+                        "must increase, each at least 1 and below epochs = {} (got {:?})",
+                        self.epochs, self.rungs
+                    ),
+                ));
+            }
+            last = r;
+        }
+        Ok(())
+    }
+}
+
 /// The attacker evaluation that measures (non-)fine-tunability.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -625,10 +810,21 @@ pub struct EvaluationConfig {
     /// Batch size for measuring test accuracy (no gradients).
     #[serde(default = "default_eval_batch")]
     pub batch_size: usize,
+    /// The best-effort attacker (off when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_effort: Option<BestEffortConfig>,
+    /// How much better than scratch the protected start may end and still count as "no better":
+    /// accuracy points for a classifier, a fraction of scratch's ε-MSE for a denoiser.
+    #[serde(default = "default_margin")]
+    pub margin: f64,
 }
 
 fn default_eval_batch() -> usize {
     500
+}
+
+fn default_margin() -> f64 {
+    0.02
 }
 
 impl EvaluationConfig {
@@ -800,11 +996,23 @@ impl ExperimentConfig {
                 "`protected` needs a [sophon] section (there is no protected model without SOPHON)",
             ));
         }
+        if let Some(b) = &e.best_effort {
+            b.validate()?;
+        }
+        if !(e.margin >= 0.0 && e.margin.is_finite()) {
+            return Err(invalid("evaluation.margin", "must be a finite number ≥ 0"));
+        }
         let mut names = HashSet::new();
         for (i, s) in e.strategies.iter().enumerate() {
             let f = format!("evaluation.strategies[{i}]");
             if s.name.trim().is_empty() || !names.insert(s.name.as_str()) {
                 return Err(invalid(format!("{f}.name"), "must be non-empty and unique"));
+            }
+            if s.name == BestEffortConfig::NAME {
+                return Err(invalid(
+                    format!("{f}.name"),
+                    "`best-effort` names the searched attacker ([evaluation.best_effort])",
+                ));
             }
             at_least(&format!("{f}.epochs"), s.epochs, 1)?;
             batch_size(&format!("{f}.batch_size"), s.batch_size)?;

@@ -614,4 +614,24 @@ fn print_summary(s: &Summary) {
             curve.join(" ")
         );
     }
+    for b in &s.best_effort {
+        match &b.setting {
+            Some(setting) => println!(
+                "best-effort attacker from {:<9}: {} (chosen on validation: {:.4}; {} settings tried)",
+                b.start.name(),
+                setting.name,
+                b.validation.unwrap_or(f64::NAN),
+                b.candidates.len()
+            ),
+            None => println!(
+                "best-effort attacker from {:<9}: every setting diverged",
+                b.start.name()
+            ),
+        }
+    }
+    if let Some(v) = &s.verdict {
+        for line in v.lines() {
+            println!("{line}");
+        }
+    }
 }

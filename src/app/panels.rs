@@ -13,6 +13,7 @@ use super::setup::{SetupAction, SetupState, Side};
 use super::{Reply, Tab, Workbench, builtin, explain, plots, read_preset, runs, setup, sweep};
 use crate::run;
 use crate::sophon::task::Metric;
+use crate::sophon::verdict::VerdictStatus;
 
 impl Workbench {
     /// One frame of the whole window.
@@ -345,6 +346,10 @@ impl Workbench {
                     ));
                 }
             }
+            ui.label(
+                RichText::new("Original figures on the test split; the curves during SOPHON on the validation split.")
+                    .weak(),
+            );
             for a in &s.attack {
                 ui.label(format!(
                     "{} from {}: restricted {} {:.3} (mean {:.3})",
@@ -354,6 +359,34 @@ impl Workbench {
                     a.final_score,
                     a.mean
                 ));
+            }
+            for b in &s.best_effort {
+                if let Some(setting) = &b.setting {
+                    ui.label(
+                        RichText::new(format!(
+                            "best-effort from {}: {} (chosen on validation)",
+                            b.start, setting.name
+                        ))
+                        .weak(),
+                    );
+                }
+            }
+            if let Some(v) = &s.verdict {
+                ui.separator();
+                let color = match v.status {
+                    VerdictStatus::Protected => Color32::from_rgb(60, 160, 90),
+                    VerdictStatus::Incomplete => ui.visuals().warn_fg_color,
+                    _ => ui.visuals().error_fg_color,
+                };
+                ui.label(
+                    RichText::new(format!("Verdict: {}", v.status))
+                        .strong()
+                        .color(color),
+                );
+                ui.label(&v.reason);
+                for line in v.lines().iter().skip(1) {
+                    ui.monospace(line.trim_start());
+                }
             }
         }
     }

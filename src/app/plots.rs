@@ -159,7 +159,7 @@ pub fn curves_ui(
         ui.vertical(|ui| {
             ui.set_width(width);
             ui.label(INTACTNESS_PLOT).on_hover_text(format!(
-                "Green: original-domain test {what} (keep it {}). Orange: restricted {what} after a short fine-tune of a copy (keep it {}). Dotted (classifiers): the share of the hidden units feeding the head that are on, per domain's test images; feature DoS drives the restricted one down.",
+                "All on the validation splits (what model selection and the guard read; test is kept for the final figures). Green: original-domain validation {what} (keep it {}). Orange: restricted validation {what} after a short fine-tune of a copy on the restricted training split (keep it {}). Dotted (classifiers): the share of the hidden units feeding the head that are on, per domain's validation images; feature DoS drives the restricted one down.",
                 keep.0, keep.1
             ));
             let intact = format!("sophon/original_{m}");
@@ -171,8 +171,8 @@ pub fn curves_ui(
             };
             plot.show(ui, |plot| {
                     for (series, label, color) in [
-                        (intact.as_str(), "intactness", INTACT),
-                        (probe.as_str(), "probe (restricted)", PROBE),
+                        (intact.as_str(), "intactness (validation)", INTACT),
+                        (probe.as_str(), "probe (restricted validation)", PROBE),
                     ] {
                         if let Some(p) = store.get(series) {
                             draw(plot, label, p, color, 0.0, LineStyle::Solid);
@@ -185,8 +185,8 @@ pub fn curves_ui(
                         }
                     }
                     for (series, label, color) in [
-                        ("sophon/original_units_on", "units on (original)", INTACT),
-                        ("sophon/restricted_units_on", "units on (restricted)", PROBE),
+                        ("sophon/original_units_on", "units on (original validation)", INTACT),
+                        ("sophon/restricted_units_on", "units on (restricted validation)", PROBE),
                     ] {
                         if let Some(p) = store.get(series) {
                             draw(plot, label, p, color, 0.0, LineStyle::dotted_dense());
@@ -234,8 +234,8 @@ pub fn curves_ui(
             let names = strategies(store);
             ui.horizontal(|ui| {
                 ui.label(ATTACK_PLOT).on_hover_text(match metric {
-                    Metric::Acc => "Restricted test accuracy per epoch. SOPHON works when the red (protected) curve stays at or below the grey (scratch) one, far below the blue (original).",
-                    Metric::Mse => "Restricted test ε-MSE per epoch. SOPHON works when the red (protected) curve stays above the grey (scratch) and blue (original) ones.",
+                    Metric::Acc => "Restricted test accuracy per epoch (test split). SOPHON works when the red (protected) curve stays at or below the grey (scratch) one, far below the blue (original). `best-effort`: per start, the learning rate and optimizer chosen on the validation split by a search.",
+                    Metric::Mse => "Restricted test ε-MSE per epoch (test split). SOPHON works when the red (protected) curve stays above the grey (scratch) and blue (original) ones. `best-effort`: per start, the setting chosen on the validation split by a search.",
                 });
                 if settings.strategy.as_ref().is_none_or(|s| !names.contains(s)) {
                     settings.strategy = names.first().cloned();
@@ -254,7 +254,7 @@ pub fn curves_ui(
                 .height(height)
                 .legend(Legend::default())
                 .x_axis_label("epoch")
-                .y_axis_label(format!("restricted {what}"))
+                .y_axis_label(format!("restricted test {what}"))
                 .include_y(0.0);
             let plot = match metric {
                 Metric::Acc => plot.include_y(1.0),

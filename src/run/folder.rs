@@ -57,6 +57,84 @@ pub struct Environment {
     pub backend_reason: String,
     pub os: String,
     pub threads: usize,
+    /// What decides the arithmetic on the CPU (see [`Cpu`]). Two machines with the same
+    /// `cpu.features` and `cpu.compute_threads` run the same kernels in the same order.
+    #[serde(default)]
+    pub cpu: Cpu,
+}
+
+/// The CPU facts that decide the arithmetic: the matrix-product kernels (the `gemm` crate's, used
+/// by the fused convolution block, and burn's flex backend) are picked at run time from the
+/// instruction-set features, and the parallel reductions split their work by the thread count,
+/// so a different CPU model or thread count can change results in the last digits — and, over
+/// thousands of steps, a seed's verdict.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Cpu {
+    pub arch: String,
+    /// `model name` of /proc/cpuinfo (empty where unknown).
+    pub model: String,
+    /// The SIMD features present that the kernels choose between.
+    pub features: Vec<String>,
+    /// Threads of the compute pool (rayon; `RAYON_NUM_THREADS` sets it).
+    pub compute_threads: usize,
+    /// The operating system kernel's release (Linux: /proc/sys/kernel/osrelease).
+    pub os_release: String,
+}
+
+impl Cpu {
+    /// This machine's.
+    pub fn detect() -> Self {
+        let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+        let model = read("/proc/cpuinfo")
+            .lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_string())
+            .unwrap_or_default();
+        Self {
+            arch: std::env::consts::ARCH.into(),
+            model,
+            features: simd_features(),
+            compute_threads: rayon::current_num_threads(),
+            os_release: read("/proc/sys/kernel/osrelease").trim().to_string(),
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+fn simd_features() -> Vec<String> {
+    let mut out = Vec::new();
+    macro_rules! check {
+        ($($f:tt),*) => {$(
+            if std::arch::is_x86_feature_detected!($f) {
+                out.push($f.to_string());
+            }
+        )*};
+    }
+    check!(
+        "sse4.1", "sse4.2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl",
+        "avx512dq"
+    );
+    out
+}
+
+#[cfg(target_arch = "aarch64")]
+fn simd_features() -> Vec<String> {
+    let mut out = Vec::new();
+    macro_rules! check {
+        ($($f:tt),*) => {$(
+            if std::arch::is_aarch64_feature_detected!($f) {
+                out.push($f.to_string());
+            }
+        )*};
+    }
+    check!("neon", "fp16", "sve");
+    out
+}
+
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+fn simd_features() -> Vec<String> {
+    Vec::new()
 }
 
 /// Write `bytes` to `path` via a temporary sibling and a rename, so readers never see half a file.

@@ -113,9 +113,11 @@ fn name_part(value: &str) -> String {
         .collect()
 }
 
-/// The sweep's results as a table: one row per run (intactness after SOPHON, then for each
-/// attacker strategy the protected model's final / mean restricted measure, and the original's
-/// and scratch model's final), and, with more than one run, a row of means over the runs.
+/// The sweep's results as a table: one row per run (its verdict, the pre-trained and the
+/// protected model's original test measure, then for each attacker the final and mean
+/// restricted measure from the protected and the scratch start, and the original start's
+/// final), then, with more than one run, the mean and the sample standard deviation of every
+/// column over the runs, and how many runs each verdict and each attacker's "held" got.
 pub fn report(runs: &[(String, Summary)]) -> String {
     let strategies: Vec<&str> = runs
         .first()
@@ -130,13 +132,21 @@ pub fn report(runs: &[(String, Summary)]) -> String {
         })
         .unwrap_or_default();
     let name_width = runs.iter().map(|(n, _)| n.len()).max().unwrap_or(3).max(4);
-    const GROUP: [&str; 4] = ["protected", "p. mean", "original", "scratch"];
+    const GROUP: [&str; 5] = ["protected", "p. mean", "scratch", "s. mean", "original"];
+    const LEAD: [&str; 2] = ["pre-trained", "intactness"];
     let group_width = GROUP.len() * 10;
-    let mut header = format!("{:<name_width$}  {:>10}", "", "");
-    let mut sub = format!("{:<name_width$}  {:>10}", "run", "intactness");
+    let verdict_width = 14;
+    let mut header = format!(
+        "{:<name_width$}  {:<verdict_width$}  {:>22}",
+        "", "", "original test:"
+    );
+    let mut sub = format!("{:<name_width$}  {:<verdict_width$}  ", "run", "verdict");
+    for g in LEAD {
+        sub.push_str(&format!("{g:>11}"));
+    }
     for s in &strategies {
         // A long strategy name is cut to its group's width, so the columns stay aligned.
-        let label: String = format!("{s}, after the attack:")
+        let label: String = format!("{s}, restricted test after the attack:")
             .chars()
             .take(group_width)
             .collect();
@@ -146,9 +156,12 @@ pub fn report(runs: &[(String, Summary)]) -> String {
             sub.push_str(&format!("{g:>10}"));
         }
     }
-    let line = |name: &str, row: &[f64]| {
-        let mut line = format!("{name:<name_width$}  {}", cell(row[0], 10));
-        for chunk in row[1..].chunks(GROUP.len()) {
+    let line = |name: &str, verdict: &str, row: &[f64]| {
+        let mut line = format!("{name:<name_width$}  {verdict:<verdict_width$}  ");
+        for v in &row[..LEAD.len()] {
+            line.push_str(&cell(*v, 11));
+        }
+        for chunk in row[LEAD.len()..].chunks(GROUP.len()) {
             line.push_str("  ");
             for v in chunk {
                 line.push_str(&cell(*v, 10));
@@ -157,24 +170,99 @@ pub fn report(runs: &[(String, Summary)]) -> String {
         line
     };
     let mut lines = vec![header.trim_end().to_owned(), sub.trim_end().to_owned()];
-    let mut sums = vec![0.0; 1 + GROUP.len() * strategies.len()];
-    for (name, summary) in runs {
-        let row = row(summary, &strategies);
-        lines.push(line(name, &row));
-        for (s, v) in sums.iter_mut().zip(row) {
-            *s += v;
-        }
+    let rows: Vec<Vec<f64>> = runs.iter().map(|(_, s)| row(s, &strategies)).collect();
+    for ((name, summary), row) in runs.iter().zip(&rows) {
+        let verdict = summary.verdict.as_ref().map_or("-", |v| v.status.name());
+        lines.push(line(name, verdict, row));
     }
     if runs.len() > 1 {
-        let mean: Vec<f64> = sums.iter().map(|s| s / runs.len() as f64).collect();
-        lines.push(line("mean", &mean));
+        let columns = rows.first().map_or(0, Vec::len);
+        let stats: Vec<(f64, f64)> = (0..columns)
+            .map(|c| mean_sd(rows.iter().map(|r| r[c])))
+            .collect();
+        let mean: Vec<f64> = stats.iter().map(|s| s.0).collect();
+        let sd: Vec<f64> = stats.iter().map(|s| s.1).collect();
+        lines.push(line("mean", "", &mean));
+        lines.push(line("sd", "", &sd));
+        lines.push(String::new());
+        lines.push(counts(runs, &strategies));
     }
     lines.join("\n")
 }
 
-/// One run's figures: intactness, then per strategy protected final, protected mean, original
-/// final, scratch final (NaN where missing, e.g. a run without SOPHON).
+/// Mean and sample standard deviation of the finite values (NaN where there are none; sd NaN
+/// for a single value).
+pub fn mean_sd(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    let v: Vec<f64> = values.filter(|v| v.is_finite()).collect();
+    if v.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    if v.len() < 2 {
+        return (mean, f64::NAN);
+    }
+    let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    (mean, var.sqrt())
+}
+
+/// "n = 4 runs; verdicts: protected 3, not protected 1; held (final and mean): reference 4/4, …"
+fn counts(runs: &[(String, Summary)], strategies: &[&str]) -> String {
+    use crate::sophon::verdict::VerdictStatus;
+    let n = runs.len();
+    let mut verdicts: Vec<String> = Vec::new();
+    for status in [
+        VerdictStatus::Protected,
+        VerdictStatus::NotProtected,
+        VerdictStatus::NotIntact,
+        VerdictStatus::Destroyed,
+        VerdictStatus::Incomplete,
+    ] {
+        let k = runs
+            .iter()
+            .filter(|(_, s)| s.verdict.as_ref().is_some_and(|v| v.status == status))
+            .count();
+        if k > 0 {
+            verdicts.push(format!("{status} {k}"));
+        }
+    }
+    let without = runs.iter().filter(|(_, s)| s.verdict.is_none()).count();
+    if without > 0 {
+        verdicts.push(format!("no verdict {without}"));
+    }
+    let held: Vec<String> = strategies
+        .iter()
+        .map(|name| {
+            let k = runs
+                .iter()
+                .filter(|(_, s)| {
+                    s.verdict.as_ref().is_some_and(|v| {
+                        v.attackers.iter().any(|a| {
+                            a.attacker == *name
+                                && a.held_final == Some(true)
+                                && a.held_mean == Some(true)
+                        })
+                    })
+                })
+                .count();
+            format!("{name} {k}/{n}")
+        })
+        .collect();
+    format!(
+        "n = {n} runs; verdicts: {}; protected start no better than scratch (final and mean): {}",
+        verdicts.join(", "),
+        held.join(", ")
+    )
+}
+
+/// One run's figures: pre-trained and protected original test measure, then per strategy the
+/// protected start's final and mean, scratch's final and mean, and the original start's final
+/// (NaN where missing, e.g. a run without SOPHON or a diverged attack).
 fn row(summary: &Summary, strategies: &[&str]) -> Vec<f64> {
+    let pretrained = summary
+        .pretrain
+        .as_ref()
+        .map_or(f64::NAN, |p| p.scores.original);
     let intactness = summary
         .sophon
         .as_ref()
@@ -183,15 +271,17 @@ fn row(summary: &Summary, strategies: &[&str]) -> Vec<f64> {
         summary
             .attack
             .iter()
-            .find(|a| a.strategy == strategy && a.start == start)
+            .find(|a| a.strategy == strategy && a.start == start && a.diverged.is_none())
     };
-    let mut row = vec![intactness];
+    let mut row = vec![pretrained, intactness];
     for s in strategies {
         let protected = find(s, Start::Protected);
+        let scratch = find(s, Start::Scratch);
         row.push(protected.map_or(f64::NAN, |a| a.final_score));
         row.push(protected.map_or(f64::NAN, |a| a.mean));
+        row.push(scratch.map_or(f64::NAN, |a| a.final_score));
+        row.push(scratch.map_or(f64::NAN, |a| a.mean));
         row.push(find(s, Start::Original).map_or(f64::NAN, |a| a.final_score));
-        row.push(find(s, Start::Scratch).map_or(f64::NAN, |a| a.final_score));
     }
     row
 }
@@ -277,13 +367,25 @@ mod tests {
         }
         let report = report(&[("run-a".into(), summary.clone()), ("b".into(), summary)]);
         let lines: Vec<&str> = report.lines().collect();
-        // The second group starts at the same column in the header, the column names and the rows.
-        let group = "run-a".len() + 2 + 10 + (2 + 40) + 2;
+        // The second group starts at the same column in the header, the column names, the rows
+        // and the mean and sd rows.
+        let group = "run-a".len() + 2 + 14 + 2 + 22 + (2 + 50) + 2;
         assert!(lines[0][group..].starts_with("a-very-long"), "{report}");
         assert!(lines[1][group..].starts_with(" protected"), "{report}");
-        for row in &lines[2..] {
+        for row in &lines[2..5] {
             assert!(row[group..].starts_with("     0.500"), "{report}");
         }
+        assert!(lines[5].starts_with("sd ") && lines[5][group..].starts_with("     0.000"));
+        assert!(lines[7].starts_with("n = 2 runs"), "{report}");
+    }
+
+    #[test]
+    fn mean_and_sample_sd_skip_missing_values() {
+        let (m, sd) = mean_sd([0.2, 0.4, f64::NAN, 0.6].into_iter());
+        assert!((m - 0.4).abs() < 1e-12);
+        assert!((sd - 0.2).abs() < 1e-12, "sample sd (n − 1): {sd}");
+        assert!(mean_sd([0.5].into_iter()).1.is_nan());
+        assert!(mean_sd(std::iter::empty()).0.is_nan());
     }
 
     #[test]

@@ -246,6 +246,7 @@ fn environment(backend: &Backend) -> Environment {
         backend_reason: backend.reason.clone(),
         os: std::env::consts::OS.into(),
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        cpu: super::folder::Cpu::detect(),
     }
 }
 

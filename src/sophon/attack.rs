@@ -126,100 +126,226 @@ pub fn series(strategy: &str, start: Start, metric: Metric) -> String {
 
 /// How many optimisation steps [`fine_tune`] takes.
 pub fn steps(strategy: &AttackStrategy, restricted: &Domain) -> usize {
-    restricted.train.len().div_ceil(strategy.batch_size) * strategy.epochs
+    epoch_steps(strategy, restricted) * strategy.epochs
 }
 
-/// Fine-tune a copy of `start_model` (the model itself is untouched). The data order (and a
-/// denoiser's noise) depends on the seed and the strategy only, so every starting point sees
-/// the same batches. A NaN or infinite loss, parameter or score ends the attack early with
-/// `diverged` set (reported to the monitor); the epochs before it stand.
-#[allow(clippy::too_many_arguments)]
+/// Optimisation steps per epoch of `strategy`.
+pub fn epoch_steps(strategy: &AttackStrategy, restricted: &Domain) -> usize {
+    restricted.train.len().div_ceil(strategy.batch_size)
+}
+
+/// What an attacker run needs besides its model and strategy.
+pub struct AttackContext<'a, M: Protectable> {
+    pub ctx: &'a M::Context,
+    pub restricted: &'a Domain,
+    pub eval_batch: usize,
+    pub seed: u64,
+    pub devices: &'a Devices,
+}
+
+/// One attacker's fine-tuning of a copy of a starting model, resumable epoch by epoch (the
+/// best-effort search stops most candidates early and continues the rest). The data order (and
+/// a denoiser's noise) depends on the seed, the strategy's name and the epoch only, so every
+/// starting point sees the same batches and a continued run equals an uninterrupted one.
+pub struct AttackRun<M> {
+    pub strategy: AttackStrategy,
+    /// Always `Some` between calls (taken while a step owns it, so that the optimizer can update
+    /// the only reference to the parameters in place).
+    model: Option<M>,
+    optim: burn::optim::ModuleOptimizer,
+    name_key: u64,
+    /// The restricted test measure before any fine-tuning, then after each epoch.
+    pub initial: f64,
+    pub test: Vec<f64>,
+    /// The restricted validation measure after each epoch (when asked for).
+    pub validation: Vec<f64>,
+    pub diverged: Option<Divergence>,
+}
+
+impl<M: Protectable> AttackRun<M> {
+    pub fn new(start_model: &M, strategy: &AttackStrategy, a: &AttackContext<'_, M>) -> Self {
+        let model = start_model.attacker_copy(strategy.layers, &a.devices.train);
+        let initial = model.score(
+            a.ctx,
+            &a.restricted.test,
+            a.eval_batch,
+            a.seed,
+            &a.devices.eval,
+        );
+        Self {
+            strategy: strategy.clone(),
+            optim: super::optim::build(&strategy.optimizer),
+            name_key: strategy
+                .name
+                .bytes()
+                .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64)),
+            model: Some(model),
+            initial,
+            test: Vec::new(),
+            validation: Vec::new(),
+            diverged: None,
+        }
+    }
+
+    pub fn epochs_done(&self) -> usize {
+        self.test.len()
+    }
+
+    /// Train on to epoch `to` (or until it diverges), scoring the test split after every epoch
+    /// (sent to `series` when given) and, with `validate`, the validation split. A NaN or
+    /// infinity sets `diverged` (not reported to the monitor: the caller decides what it
+    /// means). `step` counts optimisation steps for the monitor's progress.
+    #[allow(clippy::too_many_arguments)]
+    pub fn advance(
+        &mut self,
+        to: usize,
+        validate: bool,
+        series: Option<&str>,
+        phase: &str,
+        a: &AttackContext<'_, M>,
+        monitor: &mut dyn Monitor,
+        step: &mut usize,
+    ) -> Result<(), Interrupted> {
+        let score = |m: &M, set| m.score(a.ctx, set, a.eval_batch, a.seed, &a.devices.eval);
+        while self.diverged.is_none() && self.epochs_done() < to {
+            let epoch = self.epochs_done();
+            let mut rng = Rng::from_keys(&[a.seed, 0x41_54_4B, self.name_key, epoch as u64]);
+            let len = a.restricted.train.len();
+            for idx in epoch_batches(len, self.strategy.batch_size, Some(&mut rng)) {
+                let model = self
+                    .model
+                    .take()
+                    .expect("the model is back after every step");
+                let (m, loss) = train_step(
+                    model,
+                    &mut self.optim,
+                    self.strategy.optimizer.lr,
+                    a.ctx,
+                    &a.restricted.train,
+                    &idx,
+                    &mut rng,
+                    &a.devices.train,
+                );
+                self.model = Some(m);
+                *step += 1;
+                if let Err(d) = finite(loss, phase, epoch + 1, "loss") {
+                    self.diverged = Some(d);
+                    return Ok(());
+                }
+                monitor.step(*step)?;
+            }
+            let quantity = format!("restricted_{}", M::METRIC.name());
+            let model = self.model();
+            let checked = finite(parameter_norm(model), phase, epoch + 1, "parameters")
+                .and_then(|_| {
+                    finite(
+                        score(model, &a.restricted.test),
+                        phase,
+                        epoch + 1,
+                        &quantity,
+                    )
+                })
+                .and_then(|t| {
+                    let v = if validate {
+                        Some(finite(
+                            score(model, &a.restricted.validation),
+                            phase,
+                            epoch + 1,
+                            &format!("validation_{quantity}"),
+                        )?)
+                    } else {
+                        None
+                    };
+                    Ok((t, v))
+                });
+            match checked {
+                Ok((t, v)) => {
+                    if let Some(series) = series {
+                        monitor.metric(series, epoch + 1, t);
+                    }
+                    self.test.push(t);
+                    self.validation.extend(v);
+                }
+                Err(d) => self.diverged = Some(d),
+            }
+        }
+        Ok(())
+    }
+
+    /// The fine-tuned model.
+    pub fn model(&self) -> &M {
+        self.model
+            .as_ref()
+            .expect("the model is back after every step")
+    }
+
+    /// The fine-tuned model, owned.
+    pub fn into_model(self) -> M {
+        self.model.expect("the model is back after every step")
+    }
+
+    /// The outcome, reported under `name` from `start`.
+    pub fn result(&self, name: &str, start: Start) -> AttackResult {
+        let per_epoch = self.test.clone();
+        AttackResult {
+            strategy: name.to_string(),
+            start,
+            metric: M::METRIC,
+            initial: self.initial,
+            final_score: per_epoch.last().copied().unwrap_or(self.initial),
+            mean: if per_epoch.is_empty() {
+                self.initial
+            } else {
+                per_epoch.iter().sum::<f64>() / per_epoch.len() as f64
+            },
+            per_epoch,
+            diverged: self.diverged.clone(),
+        }
+    }
+}
+
+/// Fine-tune a copy of `start_model` (the model itself is untouched) with a fixed strategy,
+/// recording the restricted test measure after every epoch. A NaN or infinite loss, parameter
+/// or score ends the attack early with `diverged` set (reported to the monitor); the epochs
+/// before it stand.
 pub fn fine_tune<M: Protectable>(
     start_model: &M,
-    ctx: &M::Context,
     start: Start,
     strategy: &AttackStrategy,
-    restricted: &Domain,
-    eval_batch: usize,
-    seed: u64,
-    devices: &Devices,
+    a: &AttackContext<'_, M>,
     monitor: &mut dyn Monitor,
     step: &mut usize,
 ) -> Result<(M, AttackResult), Interrupted> {
-    let mut model = start_model.attacker_copy(strategy.layers, &devices.train);
-    let mut optim = super::optim::build(&strategy.optimizer);
     let series = series(&strategy.name, start, M::METRIC);
-    let score = |m: &M| m.score(ctx, &restricted.test, eval_batch, seed, &devices.eval);
-    let initial = score(&model);
-    monitor.metric(&series, 0, initial);
-    let mut per_epoch = Vec::with_capacity(strategy.epochs);
-    let name_key = strategy
-        .name
-        .bytes()
-        .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64));
+    let mut run = AttackRun::new(start_model, strategy, a);
+    monitor.metric(&series, 0, run.initial);
     let phase = format!("attack {} from {start}", strategy.name);
-    let mut diverged = None;
-    'epochs: for epoch in 0..strategy.epochs {
-        let mut rng = Rng::from_keys(&[seed, 0x41_54_4B, name_key, epoch as u64]);
-        for idx in epoch_batches(restricted.train.len(), strategy.batch_size, Some(&mut rng)) {
-            let (m, loss) = train_step(
-                model,
-                &mut optim,
-                strategy.optimizer.lr,
-                ctx,
-                &restricted.train,
-                &idx,
-                &mut rng,
-                &devices.train,
-            );
-            model = m;
-            *step += 1;
-            if let Err(d) = finite(loss, &phase, epoch + 1, "loss") {
-                diverged = Some(report(monitor, d));
-                break 'epochs;
-            }
-            monitor.step(*step)?;
-        }
-        let checked = finite(parameter_norm(&model), &phase, epoch + 1, "parameters")
-            .and_then(|_| finite(score(&model), &phase, epoch + 1, &series));
-        match checked {
-            Ok(s) => {
-                monitor.metric(&series, epoch + 1, s);
-                per_epoch.push(s);
-            }
-            Err(d) => {
-                diverged = Some(report(monitor, d));
-                break;
-            }
-        }
-    }
-    let final_score = per_epoch.last().copied().unwrap_or(initial);
-    match &diverged {
+    run.advance(
+        strategy.epochs,
+        false,
+        Some(&series),
+        &phase,
+        a,
+        monitor,
+        step,
+    )?;
+    let mut result = run.result(&strategy.name, start);
+    match &run.diverged {
         None => monitor.log(&format!(
             "attack {} from {start}: restricted {} {:.4} → {:.4}",
             strategy.name,
             M::METRIC.label(),
-            initial,
-            final_score
+            result.initial,
+            result.final_score
         )),
-        Some(d) => monitor.log(&format!(
-            "attack {} from {start} diverged at epoch {} ({} is {}): its figures stop there and measure nothing; lower this attacker's learning rate",
-            strategy.name, d.step, d.quantity, d.value
-        )),
+        Some(d) => {
+            let d = report(monitor, d.clone());
+            monitor.log(&format!(
+                "attack {} from {start} diverged at epoch {} ({} is {}): its figures stop there and measure nothing; lower this attacker's learning rate",
+                strategy.name, d.step, d.quantity, d.value
+            ));
+            result.diverged = Some(d);
+        }
     }
-    let result = AttackResult {
-        strategy: strategy.name.clone(),
-        start,
-        metric: M::METRIC,
-        initial,
-        final_score,
-        mean: if per_epoch.is_empty() {
-            initial
-        } else {
-            per_epoch.iter().sum::<f64>() / per_epoch.len() as f64
-        },
-        per_epoch,
-        diverged,
-    };
-    Ok((model, result))
+    Ok((run.into_model(), result))
 }

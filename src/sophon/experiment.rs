@@ -8,13 +8,15 @@ use burn::module::{ModuleVisitor, Param};
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
-use super::attack::{self, AttackResult};
-use super::divergence::Divergence;
+use super::attack::{self, AttackContext, AttackResult};
+use super::divergence::{Divergence, parameter_norm};
 use super::protect::{self, SophonSummary};
+use super::search::{self, BestEffort};
 use super::task::{Protectable, Scores, show_samples};
 use super::train::pretrain;
+use super::verdict::{Verdict, VerdictInputs, default_tolerance, verdict};
 use super::{Devices, Halt, Interrupted, Monitor, load_model};
-use crate::config::{ExperimentConfig, Start, Task};
+use crate::config::{BestEffortConfig, ExperimentConfig, Start, Task};
 use crate::data::{self, DataError, Domain};
 use crate::model::Classifier;
 use crate::model::unet::Unet;
@@ -138,6 +140,13 @@ pub struct Summary {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sophon: Option<SophonSummary>,
     pub attack: Vec<AttackResult>,
+    /// The best-effort attacker's search from each start (its curve is in `attack`, named
+    /// `best-effort`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub best_effort: Vec<BestEffort>,
+    /// Protected or not, stated once (with a protected model and its attacks only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<Verdict>,
     /// Every NaN or infinity met, in order (empty unless `status` is `diverged`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub divergences: Vec<Divergence>,
@@ -204,6 +213,8 @@ pub fn run(
     let started = Instant::now();
     summary.status = RunStatus::Running;
     summary.attack.clear();
+    summary.best_effort.clear();
+    summary.verdict = None;
     summary.divergences.clear();
     summary.name = config.name.clone();
     summary.seed = config.seed;
@@ -482,53 +493,91 @@ fn run_task<M: Protectable>(
     };
     monitor.summary(summary);
 
-    // The attacker evaluation.
+    // The attacker evaluation: the fixed strategies, then the best-effort attacker's search.
     let starts = config.evaluation.starts(config.sophon.is_some());
+    let best_effort = config.evaluation.best_effort.as_ref();
     let total: usize = config
         .evaluation
         .strategies
         .iter()
         .map(|s| attack::steps(s, restricted) * starts.len())
-        .sum();
+        .sum::<usize>()
+        + best_effort.map_or(0, |b| search::steps(b, restricted) * starts.len());
     monitor.phase("attack", total);
     let scratch: M = fresh_model(config, classes, config.seed ^ 0x5C2A_7C11, devices);
+    let from = |start| match (start, &protected) {
+        (Start::Protected, Some(p)) => p,
+        (Start::Original | Start::Protected, _) => &model,
+        (Start::Scratch, _) => &scratch,
+    };
+    let a = AttackContext {
+        ctx: &ctx,
+        restricted,
+        eval_batch,
+        seed: config.seed,
+        devices,
+    };
+    let samples = |attacked: &M, name: &str, start: Start, epochs, monitor: &mut dyn Monitor| {
+        show_samples(
+            attacked,
+            &ctx,
+            &format!("attack-{name}-{start}"),
+            &format!("attack/{name}/{start}"),
+            epochs,
+            &original.test,
+            &restricted.test,
+            config.seed,
+            &devices.eval,
+            monitor,
+        );
+    };
     let mut step = 0;
     for strategy in &config.evaluation.strategies {
         for &start in &starts {
-            let from = match (start, &protected) {
-                (Start::Protected, Some(p)) => p,
-                (Start::Original | Start::Protected, _) => &model,
-                (Start::Scratch, _) => &scratch,
-            };
-            let (attacked, result) = attack::fine_tune(
-                from,
-                &ctx,
-                start,
-                strategy,
-                restricted,
-                eval_batch,
-                config.seed,
-                devices,
-                monitor,
-                &mut step,
-            )?;
+            let (attacked, result) =
+                attack::fine_tune(from(start), start, strategy, &a, monitor, &mut step)?;
             if result.diverged.is_none() {
-                show_samples(
-                    &attacked,
-                    &ctx,
-                    &format!("attack-{}-{start}", strategy.name),
-                    &format!("attack/{}/{start}", strategy.name),
-                    strategy.epochs,
-                    &original.test,
-                    &restricted.test,
-                    config.seed,
-                    &devices.eval,
-                    monitor,
-                );
+                samples(&attacked, &strategy.name, start, strategy.epochs, monitor);
             }
             summary.attack.push(result);
             monitor.summary(summary);
         }
     }
+    if let Some(b) = best_effort {
+        for &start in &starts {
+            let (attacked, result, record) =
+                search::best_effort(from(start), start, b, &a, monitor, &mut step)?;
+            if let Some(attacked) = &attacked {
+                samples(attacked, BestEffortConfig::NAME, start, b.epochs, monitor);
+            }
+            summary.attack.push(result);
+            summary.best_effort.push(record);
+            monitor.summary(summary);
+        }
+    }
+    summary.verdict = protected.as_ref().and_then(|p| {
+        let pre = summary.pretrain.as_ref()?;
+        let sophon = summary.sophon.as_ref()?;
+        let tolerance = sophon
+            .settings
+            .select
+            .as_ref()
+            .map_or(default_tolerance(M::METRIC), |s| s.tolerance);
+        Some(verdict(&VerdictInputs {
+            metric: M::METRIC,
+            classes,
+            pretrained: pre.scores.original,
+            protected: sophon.scores.original,
+            finite_model: parameter_norm(p).is_finite(),
+            sophon_diverged: sophon.diverged.as_ref(),
+            tolerance,
+            margin: config.evaluation.margin,
+            attacks: &summary.attack,
+        }))
+    });
+    if let Some(v) = &summary.verdict {
+        monitor.log(&format!("verdict: {} ({})", v.status, v.reason));
+    }
+    monitor.summary(summary);
     Ok(())
 }

@@ -12,8 +12,10 @@ pub mod fts;
 pub mod losses;
 pub mod optim;
 pub mod protect;
+pub mod search;
 pub mod task;
 pub mod train;
+pub mod verdict;
 
 use std::path::PathBuf;
 

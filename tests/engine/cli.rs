@@ -161,16 +161,30 @@ fn sweep_runs_every_point_of_the_grid_and_tabulates_them() {
         let config = std::fs::read_to_string(dir.path().join(folder).join("config.toml")).unwrap();
         assert!(config.contains(&format!("seed = {seed}")), "{config}");
         let row = stdout.lines().find(|l| l.starts_with(&name)).unwrap();
-        // intactness, then protected final, mean, original, scratch of the one strategy
-        let figures: Vec<f64> = row
+        // the verdict, pre-trained and protected original test accuracy, then protected final
+        // and mean, scratch final and mean, original final of the one strategy
+        let verdict = stdout_verdict(row);
+        let figures: Vec<f64> = row[row.find(verdict).unwrap() + verdict.len()..]
             .split_whitespace()
-            .skip(1)
             .map(|v| v.parse().unwrap())
             .collect();
-        assert_eq!(figures.len(), 5, "{row}");
+        assert_eq!(figures.len(), 7, "{row}");
         assert!(figures.iter().all(|v| (0.0..=1.0).contains(v)), "{row}");
+        let summary = read_summary(&dir.path().join(folder));
+        let status = summary["verdict"]["status"]
+            .as_str()
+            .unwrap()
+            .replace('-', " ");
+        assert_eq!(verdict, status, "{row}");
     }
     assert!(stdout.lines().any(|l| l.starts_with("mean ")), "{stdout}");
+    assert!(stdout.lines().any(|l| l.starts_with("sd ")), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("n = 2 runs; verdicts: ")),
+        "{stdout}"
+    );
 
     let out = workbench()
         .args([
@@ -190,4 +204,50 @@ fn sweep_runs_every_point_of_the_grid_and_tabulates_them() {
         2,
         "nothing ran"
     );
+}
+
+/// The verdict named in a sweep table row (the statuses may have a space).
+fn stdout_verdict(row: &str) -> &'static str {
+    use sophon_workbench::sophon::verdict::VerdictStatus;
+    [
+        VerdictStatus::NotProtected,
+        VerdictStatus::NotIntact,
+        VerdictStatus::Protected,
+        VerdictStatus::Destroyed,
+        VerdictStatus::Incomplete,
+    ]
+    .into_iter()
+    .map(|s| s.name())
+    .find(|name| row.contains(&format!("  {name}  ")))
+    .unwrap_or_else(|| panic!("no verdict in {row}"))
+}
+
+/// A SOPHON step so large that it wrecks the model must never read as protection: the run says
+/// it diverged (exit 3, with the reason) and its verdict, printed and in summary.json, is
+/// destroyed.
+#[test]
+fn a_wrecking_alpha_is_destroyed_never_protected() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = workbench()
+        .args([
+            "run",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/presets/quick.toml"),
+            "--set",
+            "sophon.alpha=1e10",
+            "--set",
+            "evaluation.best_effort={epochs=2, rungs=[1], optimizers=[{kind=\"adam\", lrs=[1e-3, 3e-3]}]}",
+            "--out",
+        ])
+        .arg(dir.path().join("run"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stdout}\n{stderr}");
+    assert!(stdout.contains("verdict: DESTROYED"), "{stdout}");
+    assert!(!stdout.contains("verdict: PROTECTED"), "{stdout}");
+    assert!(stderr.contains("diverged"), "{stderr}");
+    let summary = read_summary(&dir.path().join("run"));
+    assert_eq!(summary["verdict"]["status"], "destroyed", "{summary}");
+    assert_eq!(summary["status"], "diverged");
 }

@@ -510,13 +510,15 @@ fn model_selection_hands_on_the_evaluation_with_the_lowest_probe_that_kept_intac
         match best {
             Some((it, original, probe)) => {
                 assert_eq!(s.selected_iteration, Some(it), "tolerance {tolerance}");
-                // Measured again on the handed-on model: it is that iteration's model.
-                assert!((s.scores.original - original).abs() < 1e-9);
+                // Measured again on the handed-on model: it is that iteration's model (the
+                // curves are on the validation split; the summary's `original` is the test
+                // split's figure, reported once).
+                assert!((s.original_validation.unwrap() - original).abs() < 1e-9);
                 assert_eq!(s.scores.probe, Some(probe));
             }
             None => {
                 assert_eq!(s.selected_iteration, None, "tolerance {tolerance}");
-                assert_eq!(s.scores.original, evals[6].1, "the last model");
+                assert_eq!(s.original_validation, Some(evals[6].1), "the last model");
             }
         }
     }

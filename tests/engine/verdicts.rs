@@ -169,3 +169,113 @@ fn adam_steps_match_pytorch() {
         }
     }
 }
+
+/// `domain` with its test split replaced by one image repeated, every label wrong: a poisoned
+/// test set. Whatever reads it for a choice would choose differently.
+fn poisoned(domain: &sophon_workbench::data::Domain) -> sophon_workbench::data::Domain {
+    let mut d = domain.clone();
+    let mut test = sophon_workbench::data::ImageSet::empty(
+        &d.test.name,
+        d.test.channels,
+        d.test.height,
+        d.test.width,
+        d.test.classes,
+    );
+    let image = domain.test.image(0).to_vec();
+    for i in 0..domain.test.len() {
+        test.push(
+            &image,
+            (domain.test.labels[i] + 1) % domain.test.classes as u32,
+        );
+    }
+    d.test = test;
+    d
+}
+
+/// SOPHON's every recorded measure (intactness, probe, units on: what selection and the guard
+/// read), its selection and the guard are the same with a poisoned test split: none of them
+/// reads a test image.
+#[test]
+fn selection_guard_and_probe_never_read_a_test_image() {
+    let config = small(&[
+        "sophon.outer_iterations=4",
+        "sophon.eval_every=1",
+        "sophon.select={tolerance=1.0}",
+        "sophon.guard={min_original_acc=0.0}",
+    ]);
+    let sophon = config.sophon.clone().unwrap();
+    let devices = Devices::new(Device::flex());
+    let (model, _) = crate::training::pretrained(&config, 1, &devices);
+    let (original, restricted) = experiment::load_domains(&config).unwrap();
+    let protect = |original, restricted| {
+        let mut rec = Recorder::default();
+        let (_, summary) = sophon_workbench::sophon::protect::protect(
+            model.clone(),
+            &(),
+            original,
+            restricted,
+            &sophon,
+            200,
+            config.seed,
+            &devices,
+            &mut rec,
+            None,
+        )
+        .unwrap();
+        (rec.metrics, summary)
+    };
+    let (clean_metrics, clean) = protect(&original, &restricted);
+    let (poisoned_metrics, dirty) = protect(&poisoned(&original), &poisoned(&restricted));
+    assert!(clean.selected_iteration.is_some());
+    assert_eq!(clean.selected_iteration, dirty.selected_iteration);
+    assert_eq!(clean.original_validation, dirty.original_validation);
+    assert_eq!(clean.scores.probe, dirty.scores.probe);
+    assert!(
+        clean_metrics.iter().any(|(s, _, _)| s.contains("probe")),
+        "the probe was recorded"
+    );
+    assert_eq!(clean_metrics, poisoned_metrics, "every recorded measure");
+    // The reported figures are the test split's: those do change.
+    assert_ne!(clean.scores.original, dirty.scores.original);
+}
+
+/// The best-effort attacker chooses its setting on the validation split only: a poisoned test
+/// split changes the reported curve, never the choice.
+#[test]
+fn the_best_effort_search_never_reads_a_test_image_to_choose() {
+    let config = small(&[
+        "evaluation.best_effort={optimizers=[{kind=\"sgd-momentum\", lrs=[1e-3, 3e-2]}, {kind=\"adam\", lrs=[1e-3]}], epochs=2, rungs=[1]}",
+    ]);
+    let b = config.evaluation.best_effort.clone().unwrap();
+    assert_eq!(b.candidates().len(), 3);
+    let devices = Devices::new(Device::flex());
+    let (model, _) = crate::training::pretrained(&config, 1, &devices);
+    let (_, restricted) = experiment::load_domains(&config).unwrap();
+    let search = |restricted| {
+        let a = sophon_workbench::sophon::attack::AttackContext::<Classifier> {
+            ctx: &(),
+            restricted,
+            eval_batch: 200,
+            seed: config.seed,
+            devices: &devices,
+        };
+        let mut step = 0;
+        sophon_workbench::sophon::search::best_effort(
+            &model,
+            sophon_workbench::config::Start::Original,
+            &b,
+            &a,
+            &mut Recorder::default(),
+            &mut step,
+        )
+        .unwrap()
+    };
+    let (_, clean_result, clean) = search(&restricted);
+    let (_, dirty_result, dirty) = search(&poisoned(&restricted));
+    assert!(clean.setting.is_some());
+    assert_eq!(clean.setting, dirty.setting);
+    assert_eq!(clean.candidates, dirty.candidates);
+    assert_eq!(clean.candidates.iter().filter(|c| c.epochs == 2).count(), 1);
+    assert_eq!(clean_result.per_epoch.len(), 2);
+    assert_ne!(clean_result.per_epoch, dirty_result.per_epoch);
+}

@@ -89,7 +89,12 @@ fn start_shows_curves_then_pause_resume_and_stop_work_from_the_buttons() {
     });
     assert_eq!(h.state().run.phase.as_deref(), Some("sophon"));
     h.step();
-    for series in ["intactness", "probe (restricted)", "FTS loss", "NTR loss"] {
+    for series in [
+        "intactness (validation)",
+        "probe (restricted validation)",
+        "FTS loss",
+        "NTR loss",
+    ] {
         assert!(
             h.query_all_by_label(series).next().is_some(),
             "the {series} curve appears in its plot's legend"

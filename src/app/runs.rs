@@ -134,8 +134,8 @@ pub fn runs_ui(ui: &mut Ui, runs: &mut [RunEntry]) -> Vec<RunsAction> {
         .id_salt("runs-list")
         .max_height(height)
         .show(ui, |ui| {
-            egui::Grid::new("runs").striped(true).num_columns(5).show(ui, |ui| {
-                for h in ["overlay", "run", "status", "intactness", "attacked acc."] {
+            egui::Grid::new("runs").striped(true).num_columns(6).show(ui, |ui| {
+                for h in ["overlay", "run", "status", "verdict", "intactness", "attacked acc."] {
                     ui.label(RichText::new(h).strong());
                 }
                 ui.end_row();
@@ -151,12 +151,33 @@ pub fn runs_ui(ui: &mut Ui, runs: &mut [RunEntry]) -> Vec<RunsAction> {
                     }
                     ui.label(run.label()).on_hover_text(run.dir.display().to_string());
                     ui.label(run.summary.status.name());
+                    match &run.summary.verdict {
+                        Some(v) => ui.label(v.status.name()).on_hover_text(&v.reason),
+                        None => ui.label("—"),
+                    };
                     ui.label(fmt(run.intactness()));
                     ui.label(fmt(run.fine_tunability()));
                     ui.end_row();
                 }
             });
         });
+    let groups = seed_groups(runs);
+    if !groups.is_empty() {
+        egui::CollapsingHeader::new("Over seeds: mean ± sd (n)")
+            .id_salt("runs-spread")
+            .show(ui, |ui| {
+                for (name, members) in groups {
+                    ui.label(RichText::new(format!("{name}: {} runs", members.len())).strong());
+                    let table: Vec<(String, Summary)> = members
+                        .iter()
+                        .map(|&i| (runs[i].label(), runs[i].summary.clone()))
+                        .collect();
+                    egui::ScrollArea::horizontal()
+                        .id_salt(format!("spread-{name}"))
+                        .show(ui, |ui| ui.monospace(crate::run::sweep::report(&table)));
+                }
+            });
+    }
     ui.label(SCATTER_PLOT).on_hover_text(
         "One point per run. Up is better intactness; left is less fine-tunable. Good loop ratios sit top-left.",
     );
@@ -187,6 +208,80 @@ pub fn runs_ui(ui: &mut Ui, runs: &mut [RunEntry]) -> Vec<RunsAction> {
     actions
 }
 
+/// Runs that differ only by seed, grouped: the experiment name with its `-seed<N>` part (as
+/// `sweep --vary seed=…` names runs) taken out; only groups of two or more finished runs.
+pub fn seed_groups(runs: &[RunEntry]) -> Vec<(String, Vec<usize>)> {
+    let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
+    for (i, run) in runs.iter().enumerate() {
+        let name = &run.summary.name;
+        let Some(at) = name.find("-seed") else {
+            continue;
+        };
+        let rest = &name[at + 5..];
+        let digits = rest.chars().take_while(char::is_ascii_digit).count();
+        if digits == 0 || run.summary.attack.is_empty() {
+            continue;
+        }
+        let key = format!("{}{}", &name[..at], &rest[digits..]);
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, members)) => members.push(i),
+            None => groups.push((key, vec![i])),
+        }
+    }
+    groups.retain(|(_, m)| m.len() > 1);
+    groups
+}
+
 fn fmt(v: Option<f64>) -> String {
     v.map_or_else(|| "—".into(), |v| format!("{v:.3}"))
+}
+
+#[cfg(test)]
+mod spread_tests {
+    use super::*;
+    use crate::sophon::attack::AttackResult;
+    use crate::sophon::task::Metric;
+
+    fn run(name: &str) -> RunEntry {
+        let mut summary = Summary {
+            name: name.into(),
+            ..Summary::default()
+        };
+        summary.attack.push(AttackResult {
+            strategy: "adam".into(),
+            start: Start::Protected,
+            metric: Metric::Acc,
+            initial: 0.1,
+            per_epoch: vec![0.3],
+            final_score: 0.3,
+            mean: 0.3,
+            diverged: None,
+        });
+        RunEntry {
+            dir: PathBuf::from(name),
+            summary,
+            series: None,
+            overlay: false,
+        }
+    }
+
+    #[test]
+    fn runs_that_differ_by_seed_only_are_pooled() {
+        let runs = [
+            run("default-seed42"),
+            run("default-seed7"),
+            run("default-seed7-alpha1e-3"),
+            run("default-seed3-alpha1e-3"),
+            run("default"),
+            run("quick-seed1"),
+        ];
+        let groups = seed_groups(&runs);
+        assert_eq!(
+            groups,
+            [
+                ("default".to_string(), vec![0, 1]),
+                ("default-alpha1e-3".to_string(), vec![2, 3]),
+            ]
+        );
+    }
 }

@@ -37,7 +37,11 @@ pub fn phase_text(phase: Option<&str>) -> (&'static str, &'static str) {
              strategy: the protected model, the original pre-trained model and a model from \
              scratch. SOPHON works when the protected curve is no better than the scratch \
              curve (accuracy no higher, ε-MSE no lower): fine-tuning it is no better than \
-             starting from nothing.",
+             starting from nothing. Then a best-effort attacker tries a grid of learning rates \
+             from each start, keeps the ones that do best on held-out validation images, and \
+             is compared best against best. The verdict says protected only when the model \
+             stayed good on its own domain and no attacker did better from it than from \
+             scratch; a model wrecked to chance is called destroyed.",
         ),
         Some(_) => (
             "Working",

@@ -13,7 +13,7 @@ use super::setup::{SetupAction, SetupState, Side};
 use super::{Reply, Tab, Workbench, builtin, explain, plots, read_preset, runs, setup, sweep};
 use crate::run;
 use crate::sophon::task::Metric;
-use crate::sophon::verdict::VerdictStatus;
+use crate::sophon::verdict::{Verdict, VerdictStatus};
 
 impl Workbench {
     /// One frame of the whole window.
@@ -45,6 +45,7 @@ impl Workbench {
         if self.settings.show_explain {
             egui::Panel::right("explain")
                 .default_size(240.0)
+                .max_size(320.0)
                 .show(ui, |ui| self.explain_ui(ui));
         }
         egui::CentralPanel::default_margins().show(ui, |ui| self.central_ui(ui));
@@ -316,6 +317,12 @@ impl Workbench {
     }
 
     fn explain_ui(&mut self, ui: &mut Ui) {
+        egui::ScrollArea::vertical()
+            .id_salt("explain-scroll")
+            .show(ui, |ui| self.explain_contents(ui));
+    }
+
+    fn explain_contents(&mut self, ui: &mut Ui) {
         let (title, text) = match (&self.run.ended, self.run.active) {
             (Some(how), false) => explain::ended_text(how),
             _ => explain::phase_text(self.run.phase.as_deref().filter(|_| self.run.active)),
@@ -323,70 +330,58 @@ impl Workbench {
         ui.heading("What is happening");
         ui.label(RichText::new(title).strong());
         ui.label(text);
-        if let Some(s) = &self.run.summary {
+        let Some(s) = &self.run.summary else {
+            return;
+        };
+        ui.separator();
+        ui.label(RichText::new("Result").strong());
+        if let Some(v) = &s.verdict {
+            verdict_ui(ui, v);
             ui.separator();
-            ui.label(RichText::new("Result").strong());
-            let protected = match s.sophon.as_ref().and_then(|p| p.selected_iteration) {
-                Some(it) => format!("protected (iteration {it}, by model selection)"),
-                None => "protected".to_owned(),
-            };
-            let scores = [
-                (
-                    "pre-trained".to_owned(),
-                    s.pretrain.as_ref().map(|p| &p.scores),
-                ),
-                (protected, s.sophon.as_ref().map(|p| &p.scores)),
-            ];
-            for (model, scores) in scores {
-                if let Some(p) = scores {
-                    ui.label(format!(
-                        "{model}: original {} {:.3}",
-                        p.metric.label(),
-                        p.original
-                    ));
-                }
-            }
-            ui.label(
-                RichText::new("Original figures on the test split; the curves during SOPHON on the validation split.")
-                    .weak(),
-            );
-            for a in &s.attack {
+        }
+        let protected = match s.sophon.as_ref().and_then(|p| p.selected_iteration) {
+            Some(it) => format!("protected (iteration {it}, by model selection)"),
+            None => "protected".to_owned(),
+        };
+        let scores = [
+            (
+                "pre-trained".to_owned(),
+                s.pretrain.as_ref().map(|p| &p.scores),
+            ),
+            (protected, s.sophon.as_ref().map(|p| &p.scores)),
+        ];
+        for (model, scores) in scores {
+            if let Some(p) = scores {
                 ui.label(format!(
-                    "{} from {}: restricted {} {:.3} (mean {:.3})",
-                    a.strategy,
-                    a.start,
-                    a.metric.label(),
-                    a.final_score,
-                    a.mean
+                    "{model}: original test {} {:.3}",
+                    p.metric.label(),
+                    p.original
                 ));
             }
-            for b in &s.best_effort {
-                if let Some(setting) = &b.setting {
-                    ui.label(
-                        RichText::new(format!(
-                            "best-effort from {}: {} (chosen on validation)",
-                            b.start, setting.name
-                        ))
-                        .weak(),
-                    );
-                }
-            }
-            if let Some(v) = &s.verdict {
-                ui.separator();
-                let color = match v.status {
-                    VerdictStatus::Protected => Color32::from_rgb(60, 160, 90),
-                    VerdictStatus::Incomplete => ui.visuals().warn_fg_color,
-                    _ => ui.visuals().error_fg_color,
-                };
+        }
+        ui.label(
+            RichText::new("The curves during SOPHON are on the validation splits; these figures on the test splits.")
+                .weak(),
+        );
+        for a in &s.attack {
+            ui.label(format!(
+                "{} from {}: restricted test {} {:.3} (mean {:.3})",
+                a.strategy,
+                a.start,
+                a.metric.label(),
+                a.final_score,
+                a.mean
+            ));
+        }
+        for b in &s.best_effort {
+            if let Some(setting) = &b.setting {
                 ui.label(
-                    RichText::new(format!("Verdict: {}", v.status))
-                        .strong()
-                        .color(color),
+                    RichText::new(format!(
+                        "best-effort from {}: {} (chosen on validation)",
+                        b.start, setting.name
+                    ))
+                    .weak(),
                 );
-                ui.label(&v.reason);
-                for line in v.lines().iter().skip(1) {
-                    ui.monospace(line.trim_start());
-                }
             }
         }
     }
@@ -508,6 +503,63 @@ impl Workbench {
             }
         }
     }
+}
+
+/// The verdict first: its status in colour, why, intactness, and per attacker the protected and
+/// scratch starts' final / mean with whether it held.
+fn verdict_ui(ui: &mut Ui, v: &Verdict) {
+    let color = match v.status {
+        VerdictStatus::Protected => Color32::from_rgb(60, 160, 90),
+        VerdictStatus::Incomplete => ui.visuals().warn_fg_color,
+        _ => ui.visuals().error_fg_color,
+    };
+    ui.label(
+        RichText::new(format!("Verdict: {}", v.status))
+            .strong()
+            .color(color),
+    );
+    ui.label(&v.reason);
+    let i = &v.intactness;
+    ui.label(format!(
+        "intactness (original test {}): {:.3} → {:.3}",
+        v.metric.label(),
+        i.pretrained,
+        i.protected
+    ));
+    ui.label(
+        RichText::new(format!(
+            "restricted test {}, final / mean; held = no better than scratch (within {})",
+            v.metric.label(),
+            v.margin
+        ))
+        .weak(),
+    );
+    egui::Grid::new("verdict-attackers")
+        .striped(true)
+        .num_columns(4)
+        .show(ui, |ui| {
+            for h in ["attacker", "protected", "scratch", "held"] {
+                ui.label(RichText::new(h).strong());
+            }
+            ui.end_row();
+            let fm = |x: Option<crate::sophon::verdict::FinalMean>| {
+                x.map_or("—".to_owned(), |x| {
+                    format!("{:.2} / {:.2}", x.final_score, x.mean)
+                })
+            };
+            for a in &v.attackers {
+                ui.label(&a.attacker);
+                ui.label(fm(a.protected));
+                ui.label(fm(a.scratch));
+                let held = match (a.held_final, a.held_mean) {
+                    (Some(true), Some(true)) => "yes",
+                    (None, _) | (_, None) => "—",
+                    _ => "no",
+                };
+                ui.label(held);
+                ui.end_row();
+            }
+        });
 }
 
 fn fmt_duration(d: Duration) -> String {

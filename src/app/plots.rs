@@ -232,7 +232,7 @@ pub fn curves_ui(
         ui.vertical(|ui| {
             ui.set_width(width);
             let names = strategies(store);
-            ui.horizontal(|ui| {
+            ui.horizontal_wrapped(|ui| {
                 ui.label(ATTACK_PLOT).on_hover_text(match metric {
                     Metric::Acc => "Restricted test accuracy per epoch (test split). SOPHON works when the red (protected) curve stays at or below the grey (scratch) one, far below the blue (original). `best-effort`: per start, the learning rate and optimizer chosen on the validation split by a search.",
                     Metric::Mse => "Restricted test ε-MSE per epoch (test split). SOPHON works when the red (protected) curve stays above the grey (scratch) and blue (original) ones. `best-effort`: per start, the setting chosen on the validation split by a search.",

@@ -521,7 +521,7 @@ fn verdict_ui(ui: &mut Ui, v: &Verdict) {
     ui.label(&v.reason);
     let i = &v.intactness;
     ui.label(format!(
-        "intactness (original test {}): {:.3} → {:.3}",
+        "intactness (original test {}): {:.3} to {:.3}",
         v.metric.label(),
         i.pretrained,
         i.protected

@@ -275,7 +275,7 @@ pub fn verdict(v: &VerdictInputs<'_>) -> Verdict {
         (
             VerdictStatus::Protected,
             format!(
-                "intact (original {label} {:.4} → {:.4}) and every attacker ({}) ends and learns no better from the protected start than from scratch",
+                "intact (original {label} {:.4} to {:.4}) and every attacker ({}) ends and learns no better from the protected start than from scratch",
                 v.pretrained,
                 v.protected,
                 attackers.len()

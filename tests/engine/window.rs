@@ -486,6 +486,20 @@ fn a_denoising_run_shows_sample_grids_with_a_step_slider() {
         h.query_by_label("Finished").is_some(),
         "the explain panel says the run finished"
     );
+    let verdict = h
+        .state()
+        .run
+        .summary
+        .as_ref()
+        .unwrap()
+        .verdict
+        .clone()
+        .unwrap();
+    assert!(
+        h.query_by_label(&format!("Verdict: {}", verdict.status))
+            .is_some(),
+        "the explain panel leads its result with the verdict"
+    );
     let store = &h.state().samples;
     assert_eq!(store.steps("sophon"), vec![0, 2, 4]);
     for phase in [

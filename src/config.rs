@@ -817,6 +817,12 @@ pub struct EvaluationConfig {
     /// accuracy points for a classifier, a fraction of scratch's ε-MSE for a denoiser.
     #[serde(default = "default_margin")]
     pub margin: f64,
+    /// The verdict's intactness tolerance: how far the protected model's original test measure
+    /// may fall behind the pre-trained model's (accuracy points; a fraction of a denoiser's
+    /// ε-MSE). Default: 0.05 for a classifier, 0.1 for a denoiser. Model selection has its own
+    /// (`sophon.select.tolerance`, on validation), which should be tighter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerance: Option<f64>,
 }
 
 fn default_eval_batch() -> usize {
@@ -1001,6 +1007,14 @@ impl ExperimentConfig {
         }
         if !(e.margin >= 0.0 && e.margin.is_finite()) {
             return Err(invalid("evaluation.margin", "must be a finite number ≥ 0"));
+        }
+        if let Some(t) = e.tolerance
+            && !(t >= 0.0 && t.is_finite())
+        {
+            return Err(invalid(
+                "evaluation.tolerance",
+                "must be a finite number ≥ 0",
+            ));
         }
         let mut names = HashSet::new();
         for (i, s) in e.strategies.iter().enumerate() {

@@ -558,11 +558,10 @@ fn run_task<M: Protectable>(
     summary.verdict = protected.as_ref().and_then(|p| {
         let pre = summary.pretrain.as_ref()?;
         let sophon = summary.sophon.as_ref()?;
-        let tolerance = sophon
-            .settings
-            .select
-            .as_ref()
-            .map_or(default_tolerance(M::METRIC), |s| s.tolerance);
+        let tolerance = config
+            .evaluation
+            .tolerance
+            .unwrap_or(default_tolerance(M::METRIC));
         Some(verdict(&VerdictInputs {
             metric: M::METRIC,
             classes,

@@ -174,7 +174,7 @@ pub struct VerdictInputs<'a> {
     pub attacks: &'a [AttackResult],
 }
 
-/// The intactness tolerance when the preset's model selection does not set one: 5 accuracy
+/// The verdict's intactness tolerance unless `[evaluation] tolerance` sets one: 5 accuracy
 /// points for a classifier, a 10 % rise of a denoiser's ε-MSE.
 pub fn default_tolerance(metric: Metric) -> f64 {
     match metric {

@@ -185,6 +185,13 @@ enum Cmd {
     },
     /// Show the compute backends and what `auto` picks here.
     Backends,
+    /// Print the sweep table (verdicts, mean ± sd over the runs) for run folders already written,
+    /// e.g. `report runs/default-seed*`.
+    Report {
+        /// Run folders (each with a summary.json).
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+    },
 }
 
 fn parse_backend(s: &str) -> Result<BackendChoice, String> {
@@ -193,6 +200,18 @@ fn parse_backend(s: &str) -> Result<BackendChoice, String> {
 
 fn parse_axis(s: &str) -> Result<Axis, String> {
     Axis::parse(s)
+}
+
+/// The sweep table of existing run folders, named by their experiment names.
+fn report(dirs: &[PathBuf]) -> Result<()> {
+    let mut runs = Vec::new();
+    for dir in dirs {
+        let summary = run::folder::read_summary(dir)
+            .with_context(|| format!("{}: not a run folder", dir.display()))?;
+        runs.push((summary.name.clone(), summary));
+    }
+    println!("{}", run::sweep::report(&runs));
+    Ok(())
 }
 
 /// A preset file, or the built-in default, with `--set` overrides.
@@ -248,6 +267,7 @@ fn main() -> ExitCode {
                 run_headless(config, backend, Some(OutDir::Exact(dir)), true).map(|_| ())
             }),
         Some(Cmd::Backends) => show_backends(),
+        Some(Cmd::Report { dirs }) => report(&dirs),
         Some(Cmd::Bench { backend, k, iters }) => bench(backend, k, iters),
         Some(Cmd::Preview { preset, out, set }) => ExperimentConfig::load(&preset, &set)
             .map_err(anyhow::Error::from)

@@ -185,6 +185,32 @@ fn sweep_runs_every_point_of_the_grid_and_tabulates_them() {
             .any(|l| l.starts_with("n = 2 runs; verdicts: ")),
         "{stdout}"
     );
+    // `report` prints the same table from the run folders afterwards.
+    let out = workbench()
+        .arg("report")
+        .args(folders.iter().map(|f| dir.path().join(f)))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let table = String::from_utf8_lossy(&out.stdout);
+    let rows = |t: &str| -> Vec<String> {
+        let mut r: Vec<String> = t
+            .lines()
+            .filter(|l| {
+                l.starts_with("quick-seed") || l.starts_with("mean ") || l.starts_with("sd ")
+            })
+            .map(str::to_owned)
+            .collect();
+        r.sort();
+        r
+    };
+    assert_eq!(rows(&table), rows(&stdout), "{table}");
+    let err = workbench()
+        .args(["report", "/no/such/run"])
+        .output()
+        .unwrap();
+    assert!(!err.status.success());
+    assert!(String::from_utf8_lossy(&err.stderr).contains("/no/such/run"));
 
     let out = workbench()
         .args([

@@ -83,6 +83,15 @@ fn stop_ends_a_run_promptly_and_leaves_valid_files() {
         serde_json::from_str(&std::fs::read_to_string(out.join("environment.json")).unwrap())
             .unwrap();
     assert_eq!(env["backend"], "flex");
+    // What decides the CPU arithmetic, for a reader comparing two machines' figures.
+    let cpu = &env["cpu"];
+    assert_eq!(cpu["arch"], std::env::consts::ARCH);
+    assert!(cpu["compute_threads"].as_u64().unwrap() >= 1, "{cpu}");
+    assert!(cpu["features"].is_array(), "{cpu}");
+    if cfg!(target_arch = "x86_64") {
+        let features = cpu["features"].as_array().unwrap();
+        assert!(features.iter().any(|f| f == "sse4.2"), "{cpu}");
+    }
     drop(worker.commands);
     worker.thread.join().unwrap();
 }

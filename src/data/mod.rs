@@ -128,24 +128,6 @@ impl ImageSet {
         self.labels.push(label);
     }
 
-    /// The first `len − n` images and the last `n` (a held-out part).
-    pub fn split_last(&self, n: usize) -> (Self, Self) {
-        let at = self.len().saturating_sub(n);
-        let part = |images: std::ops::Range<usize>| Self {
-            pixels: self.pixels[images.start * self.image_len()..images.end * self.image_len()]
-                .to_vec(),
-            labels: self.labels[images].to_vec(),
-            ..Self::empty(
-                &self.name,
-                self.channels,
-                self.height,
-                self.width,
-                self.classes,
-            )
-        };
-        (part(0..at), part(at..self.len()))
-    }
-
     /// `n` images drawn at random (by `rng`) as the second set, the rest, in their order, as
     /// the first.
     pub fn split_random(&self, n: usize, rng: &mut rng::Rng) -> (Self, Self) {
@@ -369,22 +351,35 @@ fn load_split(
 mod tests {
     use super::*;
 
-    /// The held-out part is the last `n` images with their labels, the rest keeps the order,
-    /// and a hold-out larger than the set takes all of it.
+    /// A random split takes `n` distinct images with their labels, keeps the rest in order, and
+    /// is the same for the same generator seed.
     #[test]
-    fn split_last_holds_out_the_last_images() {
-        let mut set = ImageSet::empty("s", 1, 1, 2, 3);
-        for i in 0..5u32 {
-            set.push(&[i as f32, -(i as f32)], i % 3);
+    fn split_random_holds_out_n_images_and_keeps_the_rest_in_order() {
+        let mut set = ImageSet::empty("s", 1, 1, 2, 5);
+        for i in 0..10u32 {
+            set.push(&[i as f32, -(i as f32)], i % 5);
         }
-        let (head, tail) = set.split_last(2);
-        assert_eq!((head.len(), tail.len()), (3, 2));
-        assert_eq!(head.labels, [0, 1, 2]);
-        assert_eq!(tail.labels, [0, 1]);
-        assert_eq!(tail.image(1), [4.0, -4.0]);
-        assert_eq!((tail.name.as_str(), tail.classes, tail.width), ("s", 3, 2));
-        let (none, all) = set.split_last(9);
-        assert!(none.is_empty());
-        assert_eq!(all, set);
+        let (rest, held) = set.split_random(3, &mut rng::Rng::new(4));
+        assert_eq!((rest.len(), held.len()), (7, 3));
+        assert_eq!((held.name.as_str(), held.classes, held.width), ("s", 5, 2));
+        let index = |s: &ImageSet, i: usize| s.image(i)[0] as u32;
+        let mut all: Vec<u32> = (0..7).map(|i| index(&rest, i)).collect();
+        assert!(
+            all.windows(2).all(|w| w[0] < w[1]),
+            "the rest keeps its order"
+        );
+        for i in 0..3 {
+            assert_eq!(
+                held.labels[i],
+                index(&held, i) % 5,
+                "labels travel with images"
+            );
+            all.push(index(&held, i));
+        }
+        all.sort();
+        assert_eq!(all, (0..10).collect::<Vec<_>>(), "a partition of the set");
+        assert_eq!(set.split_random(3, &mut rng::Rng::new(4)), (rest, held));
+        let (none, every) = set.split_random(10, &mut rng::Rng::new(1));
+        assert!(none.is_empty() && every.len() == 10);
     }
 }

@@ -222,17 +222,15 @@ pub fn run(
     let (original, restricted) = load_domains(config)?;
     let classes = original.classes().max(restricted.classes());
     summary.classes = classes;
-    monitor.log(&format!(
-        "original: {} ({}), restricted: {} ({}), {classes} classes",
-        original.train.name,
-        SplitSizes::of(&original),
-        restricted.train.name,
-        SplitSizes::of(&restricted),
-    ));
-    summary.splits = Some(Splits {
+    let splits = Splits {
         original: SplitSizes::of(&original),
         restricted: SplitSizes::of(&restricted),
-    });
+    };
+    monitor.log(&format!(
+        "original: {} ({}), restricted: {} ({}), {classes} classes",
+        original.train.name, splits.original, restricted.train.name, splits.restricted,
+    ));
+    summary.splits = Some(splits);
     check_batches(config, &original, &restricted)?;
     let result = match config.task {
         Task::Classification => {

@@ -113,10 +113,8 @@ pub fn best_effort<M: Protectable>(
         } else {
             alive.len().div_ceil(config.eta)
         };
-        for &i in alive.iter().skip(keep) {
-            runs[i] = None;
-        }
         alive.truncate(keep);
+        // Cut and diverged runs free their models.
         for (i, run) in runs.iter_mut().enumerate() {
             if !alive.contains(&i) {
                 *run = None;

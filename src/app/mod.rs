@@ -200,7 +200,7 @@ const LOG_LINES: usize = 500;
 const DRAIN_BUDGET: Duration = Duration::from_millis(4);
 /// A worker's event asks for a frame within this time, not at once: the curves move at up to
 /// 20 frames a second instead of a frame per metric point. Without a GPU the window is drawn on
-/// the CPU cores that train (README, "Measured here": the default experiment on 2 cores trains
+/// the CPU cores that train (docs/experiments.md, speed and memory: the default experiment on 2 cores trains
 /// 3.4 outer iterations a second beside a frame per event, 3.85 with this; 6 headless).
 const WORKER_REPAINT: Duration = Duration::from_millis(50);
 

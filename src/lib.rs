@@ -1,9 +1,9 @@
 //! SOPHON Workbench: non-fine-tunable learning (SOPHON, IEEE S&P 2024) on burn.
 //!
-//! Layers, each importing only those below it (see DESIGN.md): `app` (the egui window) →
-//! `run` (worker thread, backend,
-//! run folder) → `sophon` (pre-training, FTS/NTR, losses, attacker evaluation) → `model` and
-//! `data` → `config`.
+//! Layers, each importing only those below it (docs/architecture.md; `tests/engine/layers.rs`
+//! checks it): `app` (the egui window) → `run` (worker thread, backend, run folder) → `sophon`
+//! (pre-training, FTS/NTR, losses, attacker evaluation) → `model` and `diffusion` → `data` →
+//! `config` → `limits`.
 
 pub mod app;
 pub mod config;

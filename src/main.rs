@@ -9,10 +9,11 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use sophon_workbench::config::ExperimentConfig;
+use sophon_workbench::config::{ExperimentConfig, Metric};
 use sophon_workbench::run::sweep::Axis;
 use sophon_workbench::run::{self, BackendChoice, Command, Event, OutDir, RunRequest};
-use sophon_workbench::sophon::experiment::{RunStatus, Summary};
+use sophon_workbench::sophon::series;
+use sophon_workbench::sophon::summary::{RunStatus, Summary};
 use sophon_workbench::sophon::task::Scores;
 
 /// The exit code of a run that diverged (its summary says where).
@@ -198,7 +199,7 @@ fn parse_backend(s: &str) -> Result<BackendChoice, String> {
     s.parse()
 }
 
-fn parse_axis(s: &str) -> Result<Axis, String> {
+fn parse_axis(s: &str) -> Result<Axis, run::sweep::SweepError> {
     Axis::parse(s)
 }
 
@@ -330,7 +331,7 @@ fn bench(mut backends: Vec<BackendChoice>, k: usize, iters: usize) -> Result<()>
         "bench-small: cnn-small 1x28x28, K = {k}, batch 150 (130/20), 3 warm-up + {iters} timed outer iterations"
     );
     for choice in backends {
-        let backend = run::backend::select(choice).map_err(anyhow::Error::msg)?;
+        let backend = run::backend::select(choice)?;
         memory::reset_peak_rss();
         let devices = Devices::new(backend.device.clone());
         let (median, min, max) = bench::stats(&bench::run(&devices, k, 3, iters));
@@ -365,7 +366,7 @@ fn show_backends() -> Result<()> {
         ),
         None => println!("wgpu adapter: none"),
     }
-    let auto = run::backend::select(BackendChoice::Auto).map_err(anyhow::Error::msg)?;
+    let auto = run::backend::select(BackendChoice::Auto)?;
     println!("auto picks: {} ({})", auto.name, auto.reason);
     Ok(())
 }
@@ -401,7 +402,7 @@ fn sweep(
     backend: BackendChoice,
     runs_dir: &std::path::Path,
 ) -> Result<()> {
-    let configs = run::sweep::expand(base, axes).map_err(anyhow::Error::msg)?;
+    let configs = run::sweep::expand(base, axes)?;
     let total = configs.len();
     let mut done = Vec::new();
     let mut failed = Vec::new();
@@ -493,18 +494,20 @@ fn run_headless(
                     ));
                     dir = d;
                 }
-                Event::Phase { name, total_steps } => {
-                    bar.set_prefix(name);
+                Event::Phase { phase, total_steps } => {
+                    bar.set_prefix(phase.name());
                     bar.set_length(total_steps as u64);
                     bar.set_position(0);
                     bar.reset_eta();
                 }
                 Event::Progress { step } => bar.set_position(step as u64),
-                Event::Metric(p) if p.series == "pretrain/loss" => {
+                Event::Metric(p) if p.series == series::PRETRAIN_LOSS => {
                     bar.set_message(format!("loss {:.3}", p.value))
                 }
                 Event::Metric(p)
-                    if p.series == "sophon/original_acc" || p.series == "sophon/original_mse" =>
+                    if [Metric::Acc, Metric::Mse]
+                        .iter()
+                        .any(|&m| p.series == series::sophon_original(m)) =>
                 {
                     bar.set_message(format!("intactness {:.3}", p.value))
                 }

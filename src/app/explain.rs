@@ -1,8 +1,11 @@
 //! The "explain" panel: what is happening now, in a few plain sentences per phase, for
 //! lectures and first-time users.
 
-/// Title and plain-language explanation of a phase name as the worker reports it.
-pub fn phase_text(phase: Option<&str>) -> (&'static str, &'static str) {
+use crate::sophon::Phase;
+use crate::sophon::summary::RunStatus;
+
+/// Title and plain-language explanation of a phase (`None`: no run going).
+pub fn phase_text(phase: Option<Phase>) -> (&'static str, &'static str) {
     match phase {
         None => (
             "Ready",
@@ -11,18 +14,18 @@ pub fn phase_text(phase: Option<&str>) -> (&'static str, &'static str) {
              pre-training, SOPHON's protection, and an attack that fine-tunes the protected \
              model, the unprotected one and a fresh one, so you can compare them.",
         ),
-        Some("loading data") => (
+        Some(Phase::LoadingData) => (
             "Loading data",
             "The two domains' images are generated or read from disk and resized to the model's \
              input. Nothing is learned yet.",
         ),
-        Some("pretrain") => (
+        Some(Phase::Pretrain) => (
             "Pre-training",
             "An ordinary model (a classifier, or a denoiser for the denoising task) is trained \
              on the original domain. This is the model a company would publish, and the one \
              SOPHON will protect. The intactness curve starts from its original-domain score.",
         ),
-        Some("sophon") => (
+        Some(Phase::Sophon) => (
             "SOPHON: simulated fine-tuning and normal training",
             "Each outer iteration first plays the attacker: a copy of the model is fine-tuned for \
              a few steps on the restricted domain, and the real model is nudged (first-order \
@@ -31,7 +34,7 @@ pub fn phase_text(phase: Option<&str>) -> (&'static str, &'static str) {
              intactness hold while the probe (how well a copy does on the restricted domain \
              after a short fine-tune) stays bad.",
         ),
-        Some("attack") => (
+        Some(Phase::Attack) => (
             "Attack: can it still be fine-tuned?",
             "Now a real attacker fine-tunes three models on the restricted domain with each \
              strategy: the protected model, the original pre-trained model and a model from \
@@ -43,17 +46,13 @@ pub fn phase_text(phase: Option<&str>) -> (&'static str, &'static str) {
              stayed good on its own domain and no attacker did better from it than from \
              scratch; a model wrecked to chance is called destroyed.",
         ),
-        Some(_) => (
-            "Working",
-            "The worker is busy with a step of the experiment.",
-        ),
     }
 }
 
-/// Title and explanation once a run has ended (`finished`, `stopped`, `diverged` or `failed`).
-pub fn ended_text(how: &str) -> (&'static str, &'static str) {
+/// Title and explanation once a run has ended.
+pub fn ended_text(how: RunStatus) -> (&'static str, &'static str) {
     match how {
-        "finished" => (
+        RunStatus::Finished => (
             "Finished",
             "Below: the original-domain score of the pre-trained and the protected model \
              (intactness), then, for each attacker, the restricted-domain score after \
@@ -61,7 +60,7 @@ pub fn ended_text(how: &str) -> (&'static str, &'static str) {
              \"from scratch\"; the attack plot shows it epoch by epoch. The Runs tab compares \
              this run with others.",
         ),
-        "diverged" => (
+        RunStatus::Diverged => (
             "Diverged",
             "A loss, gradient norm, parameter or score turned NaN or infinite (the status bar \
              and the red mark on the curves say where). With sophon.on_divergence = \"rollback\" \
@@ -69,12 +68,13 @@ pub fn ended_text(how: &str) -> (&'static str, &'static str) {
              attack that diverged has no result. Lower the learning rate named in the run's \
              summary.json (divergences) and start again.",
         ),
-        "stopped" => (
+        RunStatus::Stopped => (
             "Stopped",
             "The run was stopped. Its run folder keeps what it did: the metrics so far and the \
              last checkpoint, from which `sophon-workbench resume <run folder>` continues it.",
         ),
-        _ => (
+        // (A run reported as ended while `running` was killed: it failed.)
+        RunStatus::Failed | RunStatus::Running => (
             "Failed",
             "The red banner says why. What the run had written stays in its run folder; fix \
              the cause and start again.",
@@ -88,10 +88,15 @@ mod tests {
 
     #[test]
     fn every_ending_has_its_own_text() {
-        let titles: Vec<_> = ["finished", "stopped", "diverged", "failed"]
-            .into_iter()
-            .map(|how| ended_text(how).0)
-            .collect();
+        let titles: Vec<_> = [
+            RunStatus::Finished,
+            RunStatus::Stopped,
+            RunStatus::Diverged,
+            RunStatus::Failed,
+        ]
+        .into_iter()
+        .map(|how| ended_text(how).0)
+        .collect();
         assert_eq!(titles, ["Finished", "Stopped", "Diverged", "Failed"]);
         assert!(!titles.contains(&phase_text(None).0));
     }
@@ -99,11 +104,9 @@ mod tests {
     #[test]
     fn every_engine_phase_has_its_own_text() {
         let idle = phase_text(None).0;
-        let other = phase_text(Some("something else")).0;
-        for phase in ["loading data", "pretrain", "sophon", "attack"] {
-            let title = phase_text(Some(phase)).0;
-            assert_ne!(title, idle);
-            assert_ne!(title, other, "{phase} falls through to the generic text");
-        }
+        let mut titles: Vec<_> = Phase::ALL.iter().map(|&p| phase_text(Some(p)).0).collect();
+        assert!(!titles.contains(&idle));
+        titles.dedup();
+        assert_eq!(titles.len(), Phase::ALL.len(), "{titles:?}");
     }
 }

@@ -8,39 +8,26 @@ use egui::{Color32, RichText, Ui};
 
 use super::plots::Overlay;
 use super::preview::preview_ui;
-use super::runs::RunsAction;
-use super::setup::{SetupAction, SetupState, Side};
-use super::{Reply, Tab, Workbench, builtin, explain, plots, read_preset, runs, setup, sweep};
+use super::setup::{SetupState, Side};
+use super::{AppCommand, Export, Tab, Workbench, explain, plots, runs, setup, sweep};
+use crate::config::Metric;
 use crate::run;
-use crate::sophon::task::Metric;
+use crate::sophon::summary::RunStatus;
 use crate::sophon::verdict::{Verdict, VerdictStatus};
 
 impl Workbench {
     /// One frame of the whole window.
     pub fn show(&mut self, ui: &mut Ui) {
         let ctx = ui.ctx().clone();
-        self.handle_replies(&ctx);
-        self.drain_events(&ctx);
-        if self.run_on_start {
-            self.run_on_start = false;
-            if self.start_blocked().is_none() {
-                let config = self.config.clone();
-                self.start(&ctx, config);
-            }
-        }
-        self.ensure_preview(&ctx, Side::Original);
-        self.ensure_preview(&ctx, Side::Restricted);
-        if self.run.active {
-            // Keep the status (memory, rate) moving while training.
-            ctx.request_repaint_after(Duration::from_millis(250));
-        }
-
-        egui::Panel::top("menu").show(ui, |ui| self.toolbar_ui(ui));
+        self.logic(&ctx);
+        let mut commands = Vec::new();
+        egui::Panel::top("menu").show(ui, |ui| commands.extend(self.toolbar_ui(ui)));
         egui::Panel::bottom("status").show(ui, |ui| self.status_ui(ui));
         egui::Panel::left("setup")
             .default_size(380.0)
             .show(ui, |ui| {
-                egui::ScrollArea::vertical().show(ui, |ui| self.setup_panel_ui(ui));
+                egui::ScrollArea::vertical()
+                    .show(ui, |ui| commands.extend(self.setup_panel_ui(ui)));
             });
         if self.settings.show_explain {
             egui::Panel::right("explain")
@@ -48,14 +35,17 @@ impl Workbench {
                 .max_size(320.0)
                 .show(ui, |ui| self.explain_ui(ui));
         }
-        egui::CentralPanel::default_margins().show(ui, |ui| self.central_ui(ui));
+        egui::CentralPanel::default_margins().show(ui, |ui| commands.extend(self.central_ui(ui)));
         if self.sweep_open {
-            self.sweep_window(&ctx);
+            commands.extend(self.sweep_window(&ctx));
+        }
+        for command in commands {
+            self.apply(&ctx, command);
         }
     }
 
-    fn toolbar_ui(&mut self, ui: &mut Ui) {
-        let ctx = ui.ctx().clone();
+    fn toolbar_ui(&mut self, ui: &mut Ui) -> Vec<AppCommand> {
+        let mut commands = Vec::new();
         ui.horizontal_wrapped(|ui| {
             // Clicks inside the menu (the path field) must not close it.
             let config = egui::containers::menu::MenuConfig::new()
@@ -65,17 +55,11 @@ impl Workbench {
                 .ui(ui, |ui| {
                     if ui.button("Open preset…").clicked() {
                         ui.close();
-                        let d = rfd::AsyncFileDialog::new().add_filter("preset", &["toml"]);
-                        self.dialog(&ctx, d, false, false, |p| {
-                            Reply::OpenedPreset(p.map(read_preset))
-                        });
+                        commands.push(AppCommand::OpenPresetDialog);
                     }
                     if ui.button("Save preset as…").clicked() {
                         ui.close();
-                        let d = rfd::AsyncFileDialog::new()
-                            .add_filter("preset", &["toml"])
-                            .set_file_name(format!("{}.toml", self.config.name));
-                        self.dialog(&ctx, d, true, false, Reply::SavePresetTo);
+                        commands.push(AppCommand::SavePresetDialog);
                     }
                     // Without a desktop portal (a bare X server) the dialogs cannot open: a path works
                     // everywhere.
@@ -95,7 +79,7 @@ impl Workbench {
                             .clicked()
                         {
                             let path = PathBuf::from(self.preset_path_text.trim());
-                            self.open_preset(&ctx, path);
+                            commands.push(AppCommand::OpenPreset(path));
                             ui.close();
                         }
                     });
@@ -112,32 +96,17 @@ impl Workbench {
                     ] {
                         if ui.button(label).clicked() {
                             ui.close();
-                            (self.config, self.origin) = builtin(text, name);
+                            commands.push(AppCommand::Builtin(text, name));
                         }
                     }
                     ui.separator();
-                    type ToReply = fn(Option<PathBuf>) -> Reply;
-                    let exports: [(&str, &str, &str, ToReply); 2] = [
-                        (
-                            "Export metrics as CSV…",
-                            "csv",
-                            "metrics.csv",
-                            Reply::ExportCsvTo,
-                        ),
-                        (
-                            "Export window as PNG…",
-                            "png",
-                            "curves.png",
-                            Reply::ExportPngTo,
-                        ),
-                    ];
-                    for (label, ext, file, reply) in exports {
+                    for (label, what) in [
+                        ("Export metrics as CSV…", Export::MetricsCsv),
+                        ("Export window as PNG…", Export::WindowPng),
+                    ] {
                         if ui.button(label).clicked() {
                             ui.close();
-                            let d = rfd::AsyncFileDialog::new()
-                                .add_filter(ext.to_uppercase(), &[ext])
-                                .set_file_name(file);
-                            self.dialog(&ctx, d, true, false, reply);
+                            commands.push(AppCommand::Export(what));
                         }
                     }
                 });
@@ -147,8 +116,7 @@ impl Workbench {
                 .add_enabled(blocked.is_none(), egui::Button::new("Start"))
                 .on_hover_text("Pre-train, protect with SOPHON, then attack");
             if start.clicked() {
-                let config = self.config.clone();
-                self.start(&ctx, config);
+                commands.push(AppCommand::Start(Box::new(self.config.clone())));
             }
             let active = self.run.active;
             let paused = self.run.paused;
@@ -156,23 +124,23 @@ impl Workbench {
                 .add_enabled(active && !paused, egui::Button::new("Pause"))
                 .clicked()
             {
-                self.pause();
+                commands.push(AppCommand::Pause);
             }
             if ui
                 .add_enabled(active && paused, egui::Button::new("Step"))
                 .on_hover_text("Run one step (one outer iteration in SOPHON), then pause again")
                 .clicked()
             {
-                self.step();
+                commands.push(AppCommand::Step);
             }
             if ui
                 .add_enabled(active && paused, egui::Button::new("Resume"))
                 .clicked()
             {
-                self.resume();
+                commands.push(AppCommand::Resume);
             }
             if ui.add_enabled(active, egui::Button::new("Stop")).clicked() {
-                self.stop();
+                commands.push(AppCommand::Stop);
             }
             ui.separator();
             ui.toggle_value(&mut self.settings.show_explain, "Explain");
@@ -188,6 +156,7 @@ impl Workbench {
                 }
             });
         }
+        commands
     }
 
     fn status_ui(&mut self, ui: &mut Ui) {
@@ -199,7 +168,7 @@ impl Workbench {
             let state = if r.active {
                 if r.paused { "paused" } else { "running" }
             } else {
-                r.ended.as_deref().unwrap_or("idle")
+                r.ended.map_or("idle", RunStatus::name)
             };
             ui.label(RichText::new(state).strong());
             if let Some(d) = r.divergences.last() {
@@ -244,7 +213,8 @@ impl Workbench {
         });
     }
 
-    fn setup_panel_ui(&mut self, ui: &mut Ui) {
+    fn setup_panel_ui(&mut self, ui: &mut Ui) -> Vec<AppCommand> {
+        let mut commands = Vec::new();
         // While a run goes the setup is read-only; what can change sits on top.
         if let Some(live) = self.live.as_mut().filter(|_| self.run.active) {
             ui.label(RichText::new("Live knobs").strong())
@@ -280,7 +250,7 @@ impl Workbench {
                 .add_enabled(changed, egui::Button::new("Apply live"))
                 .clicked()
             {
-                self.apply_live();
+                commands.push(AppCommand::ApplyLive);
             }
         }
         if self.live.is_some() && self.run.active {
@@ -303,17 +273,8 @@ impl Workbench {
                 domain_footer: &mut footer,
             },
         );
-        let ctx = ui.ctx().clone();
-        for a in actions {
-            match a {
-                SetupAction::Pick(target) => {
-                    let d = rfd::AsyncFileDialog::new();
-                    let folder = target.folder;
-                    let t = target.clone();
-                    self.dialog(&ctx, d, false, folder, move |p| Reply::Picked(t, p));
-                }
-            }
-        }
+        commands.extend(actions.into_iter().map(AppCommand::Setup));
+        commands
     }
 
     fn explain_ui(&mut self, ui: &mut Ui) {
@@ -324,8 +285,8 @@ impl Workbench {
 
     fn explain_contents(&mut self, ui: &mut Ui) {
         let (title, text) = match (&self.run.ended, self.run.active) {
-            (Some(how), false) => explain::ended_text(how),
-            _ => explain::phase_text(self.run.phase.as_deref().filter(|_| self.run.active)),
+            (Some(how), false) => explain::ended_text(*how),
+            _ => explain::phase_text(self.run.phase.filter(|_| self.run.active)),
         };
         ui.heading("What is happening");
         ui.label(RichText::new(title).strong());
@@ -386,7 +347,8 @@ impl Workbench {
         }
     }
 
-    fn central_ui(&mut self, ui: &mut Ui) {
+    fn central_ui(&mut self, ui: &mut Ui) -> Vec<AppCommand> {
+        let mut commands = Vec::new();
         ui.horizontal(|ui| {
             ui.selectable_value(&mut self.settings.tab, Tab::Curves, "Curves");
             ui.selectable_value(&mut self.settings.tab, Tab::Runs, "Runs");
@@ -443,34 +405,7 @@ impl Workbench {
             }
             Tab::Runs => {
                 let actions = runs::runs_ui(ui, &mut self.runs);
-                let ctx = ui.ctx().clone();
-                for a in actions {
-                    match a {
-                        RunsAction::Refresh => self.refresh_runs(),
-                        RunsAction::OpenFolder => {
-                            if !self.busy_dialog {
-                                self.busy_dialog = true;
-                                let d = rfd::AsyncFileDialog::new();
-                                self.spawn(&ctx, move || {
-                                    match futures_lite::future::block_on(d.pick_folder()) {
-                                        Some(h) => {
-                                            Reply::RunOpened(runs::read_run(h.path()).map(Box::new))
-                                        }
-                                        None => Reply::Cancelled,
-                                    }
-                                });
-                            }
-                        }
-                        RunsAction::LoadSeries(i) => {
-                            let dir = self.runs[i].dir.clone();
-                            self.spawn(&ctx, move || {
-                                let result = runs::load_series(&dir);
-                                Reply::RunSeries(dir, result)
-                            });
-                        }
-                        RunsAction::Sweep => self.sweep_open = true,
-                    }
-                }
+                commands.extend(actions.into_iter().map(AppCommand::Runs));
             }
             Tab::Log => {
                 egui::ScrollArea::vertical()
@@ -482,9 +417,10 @@ impl Workbench {
                     });
             }
         }
+        commands
     }
 
-    fn sweep_window(&mut self, ctx: &egui::Context) {
+    fn sweep_window(&mut self, ctx: &egui::Context) -> Option<AppCommand> {
         let mut open = self.sweep_open;
         let preview = sweep::expand(&self.config, &self.settings.sweep);
         let mut queue = false;
@@ -492,15 +428,12 @@ impl Workbench {
             queue = sweep::sweep_ui(ui, &mut self.settings.sweep, &preview);
         });
         self.sweep_open = open;
-        if queue && let Ok(configs) = preview {
-            self.sweep_open = false;
-            self.queue.extend(configs);
-            self.settings.tab = Tab::Runs;
-            if !self.run.active
-                && let Some(first) = self.queue.pop_front()
-            {
-                self.start(ctx, first);
+        match preview {
+            Ok(configs) if queue => {
+                self.sweep_open = false;
+                Some(AppCommand::QueueSweep(configs))
             }
+            _ => None,
         }
     }
 }

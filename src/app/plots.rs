@@ -6,7 +6,8 @@ use egui::{Color32, Id, Ui};
 use egui_plot::{Legend, Line, LineStyle, Plot, PlotUi, VLine};
 
 use super::series::{SeriesStore, decimate, segments, smooth};
-use crate::sophon::task::Metric;
+use crate::config::{Metric, Start};
+use crate::sophon::series as names;
 
 /// A live change of a knob, drawn as a vertical line at the outer iteration it applied from.
 #[derive(Debug, Clone, PartialEq)]
@@ -121,7 +122,7 @@ pub const PRETRAIN_PLOT: &str = "Pre-training loss";
 /// The attacker strategies that have curves in `store`.
 pub fn strategies(store: &SeriesStore) -> Vec<String> {
     let mut names: Vec<String> = store
-        .with_prefix("attack/")
+        .with_prefix(names::ATTACK)
         .filter_map(|(n, _)| n.split('/').nth(1).map(str::to_owned))
         .collect();
     names.dedup();
@@ -139,7 +140,6 @@ pub fn curves_ui(
     cursor: Option<f64>,
     settings: &mut PlotSettings,
 ) {
-    let m = metric.name();
     let (what, keep) = match metric {
         Metric::Acc => ("accuracy", ("high", "low")),
         Metric::Mse => ("ε-MSE", ("low", "high")),
@@ -162,8 +162,8 @@ pub fn curves_ui(
                 "All on the validation splits (what model selection and the guard read; test is kept for the final figures). Green: original-domain validation {what} (keep it {}). Orange: restricted validation {what} after a short fine-tune of a copy on the restricted training split (keep it {}). Dotted (classifiers): the share of the hidden units feeding the head that are on, per domain's validation images; feature DoS drives the restricted one down.",
                 keep.0, keep.1
             ));
-            let intact = format!("sophon/original_{m}");
-            let probe = format!("sophon/probe_restricted_{m}");
+            let intact = names::sophon_original(metric);
+            let probe = names::sophon_probe(metric);
             let plot = sophon_plot(INTACTNESS_PLOT, height, group).include_y(0.0);
             let plot = match metric {
                 Metric::Acc => plot.include_y(1.0),
@@ -184,11 +184,11 @@ pub fn curves_ui(
                             }
                         }
                     }
-                    for (series, label, color) in [
-                        ("sophon/original_units_on", "units on (original validation)", INTACT),
-                        ("sophon/restricted_units_on", "units on (restricted validation)", PROBE),
+                    for (domain, label, color) in [
+                        ("original", "units on (original validation)", INTACT),
+                        ("restricted", "units on (restricted validation)", PROBE),
                     ] {
-                        if let Some(p) = store.get(series) {
+                        if let Some(p) = store.get(&names::units_on(domain)) {
                             draw(plot, label, p, color, 0.0, LineStyle::dotted_dense());
                         }
                     }
@@ -204,8 +204,8 @@ pub fn curves_ui(
             sophon_plot(LOSS_PLOT, height, group)
                 .show(ui, |plot| {
                     for (series, label, color) in [
-                        ("sophon/fts_loss", "FTS loss", FTS),
-                        ("sophon/ntr_loss", "NTR loss", NTR),
+                        (names::FTS_LOSS, "FTS loss", FTS),
+                        (names::NTR_LOSS, "NTR loss", NTR),
                     ] {
                         if let Some(p) = store.get(series) {
                             draw(plot, label, p, color, settings.smoothing, LineStyle::Solid);
@@ -224,7 +224,7 @@ pub fn curves_ui(
                 .legend(Legend::default())
                 .x_axis_label("training step")
                 .show(ui, |plot| {
-                    if let Some(p) = store.get("pretrain/loss") {
+                    if let Some(p) = store.get(names::PRETRAIN_LOSS) {
                         draw(plot, task_loss(metric), p, NTR, settings.smoothing, LineStyle::Solid);
                     }
                 });
@@ -265,13 +265,13 @@ pub fn curves_ui(
                         return;
                     };
                     for (start, color) in [
-                        ("protected", PROTECTED),
-                        ("original", ORIGINAL),
-                        ("scratch", SCRATCH),
+                        (Start::Protected, PROTECTED),
+                        (Start::Original, ORIGINAL),
+                        (Start::Scratch, SCRATCH),
                     ] {
-                        let series = format!("attack/{strategy}/{start}/restricted_{m}");
+                        let series = names::attack(strategy, start, metric);
                         if let Some(p) = store.get(&series) {
-                            draw(plot, start, p, color, 0.0, LineStyle::Solid);
+                            draw(plot, &start.to_string(), p, color, 0.0, LineStyle::Solid);
                         }
                     }
                 });

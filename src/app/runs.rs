@@ -10,7 +10,7 @@ use egui_plot::{Legend, Plot, Points};
 use super::series::SeriesStore;
 use crate::config::Start;
 use crate::run::folder::{read_metrics, read_summary};
-use crate::sophon::experiment::Summary;
+use crate::sophon::summary::Summary;
 
 /// One run folder as the runs list shows it.
 #[derive(Debug, Clone)]
@@ -239,8 +239,8 @@ fn fmt(v: Option<f64>) -> String {
 #[cfg(test)]
 mod spread_tests {
     use super::*;
+    use crate::config::Metric;
     use crate::sophon::attack::AttackResult;
-    use crate::sophon::task::Metric;
 
     fn run(name: &str) -> RunEntry {
         let mut summary = Summary {

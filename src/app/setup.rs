@@ -6,12 +6,12 @@ use std::path::PathBuf;
 
 use egui::{Color32, ComboBox, DragValue, Grid, Id, RichText, Ui};
 
+use crate::config::sophon::{Environment, GuardConfig, SophonConfig, SuppressionLoss};
 use crate::config::{
     AttackStrategy, Background, Cifar100Labels, DataSource, DiffusionConfig, ExperimentConfig,
     Layers, ModelKind, OptimizerConfig, OptimizerKind, ProceduralDomain, Task,
 };
 use crate::run::BackendChoice;
-use crate::sophon::config::{Environment, GuardConfig, ProbeConfig, SophonConfig, SuppressionLoss};
 
 /// The first validation problem: the dotted field and what is wrong.
 #[derive(Debug, Clone, PartialEq)]
@@ -639,33 +639,6 @@ fn diffusion_ui(ui: &mut Ui, d: &mut DiffusionConfig, error: Option<&FieldError>
     });
 }
 
-fn default_sophon() -> SophonConfig {
-    SophonConfig {
-        outer_iterations: 100,
-        fts_loops: 1,
-        ntr_loops: 2,
-        alpha: 1e-3,
-        beta: 1e-3,
-        inner_steps: 10,
-        loss: SuppressionLoss::Ice,
-        clip: 0.5,
-        environments: vec![Environment::reference()],
-        draw_environment: false,
-        ntr_batch_size: 64,
-        eval_every: 5,
-        probe: ProbeConfig {
-            optimizer: OptimizerConfig::new(OptimizerKind::SgdMomentum, 1e-2),
-            steps: 20,
-            batch_size: 64,
-        },
-        guard: None,
-        checkpoint_every: 0,
-        select: None,
-        on_divergence: Default::default(),
-        load: None,
-    }
-}
-
 fn sophon_ui(
     ui: &mut Ui,
     task: Task,
@@ -678,10 +651,9 @@ fn sophon_ui(
         .on_hover_text("Off: the attack compares only the original and scratch models.")
         .changed()
     {
-        *sophon = on.then(|| {
-            let mut s = default_sophon();
-            s.loss = SuppressionLoss::for_task(task)[0];
-            s
+        *sophon = on.then(|| SophonConfig {
+            loss: SuppressionLoss::for_task(task)[0],
+            ..SophonConfig::default()
         });
     }
     let Some(s) = sophon else { return };

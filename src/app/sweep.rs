@@ -4,7 +4,7 @@
 use egui::Ui;
 
 use crate::config::ExperimentConfig;
-use crate::run::sweep::{self, Axis, KNOBS};
+use crate::run::sweep::{self, Axis, KNOBS, SweepError};
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
@@ -28,7 +28,10 @@ impl Default for SweepSpec {
 }
 
 /// The experiments of the sweep, or the first problem (naming the knob and value).
-pub fn expand(base: &ExperimentConfig, spec: &SweepSpec) -> Result<Vec<ExperimentConfig>, String> {
+pub fn expand(
+    base: &ExperimentConfig,
+    spec: &SweepSpec,
+) -> Result<Vec<ExperimentConfig>, SweepError> {
     let mut axes = vec![Axis::new(&spec.knob1, &spec.values1)?];
     if !spec.knob2.is_empty() {
         axes.push(Axis::new(&spec.knob2, &spec.values2)?);
@@ -40,7 +43,7 @@ pub fn expand(base: &ExperimentConfig, spec: &SweepSpec) -> Result<Vec<Experimen
 pub fn sweep_ui(
     ui: &mut Ui,
     spec: &mut SweepSpec,
-    preview: &Result<Vec<ExperimentConfig>, String>,
+    preview: &Result<Vec<ExperimentConfig>, SweepError>,
 ) -> bool {
     egui::Grid::new("sweep").num_columns(3).show(ui, |ui| {
         for (knob, vals, id, optional) in [
@@ -107,6 +110,11 @@ mod tests {
             values1: "-1".into(),
             ..spec
         };
-        assert!(expand(&base, &bad).unwrap_err().contains("fts_loops"));
+        assert!(
+            expand(&base, &bad)
+                .unwrap_err()
+                .to_string()
+                .contains("fts_loops")
+        );
     }
 }

@@ -117,9 +117,16 @@ pub fn probe_adapter() -> Option<AdapterInfo> {
     })
 }
 
+/// wgpu was asked for and no adapter exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "no wgpu adapter found (no GPU driver; for a software one install mesa-vulkan-drivers), use --backend flex"
+)]
+pub struct NoAdapter;
+
 /// Resolve a choice to a device. `auto` takes wgpu only on a hardware adapter: without a GPU the
 /// flex CPU backend is several times faster than wgpu on a software rasteriser.
-pub fn select(choice: BackendChoice) -> Result<Backend, String> {
+pub fn select(choice: BackendChoice) -> Result<Backend, NoAdapter> {
     let flex = |reason: String| Backend {
         device: Device::flex(),
         name: "flex",
@@ -152,10 +159,7 @@ pub fn select(choice: BackendChoice) -> Result<Backend, String> {
                     reason,
                 })
             }
-            None => Err(
-                "no wgpu adapter found (no GPU driver; for a software one install mesa-vulkan-drivers), use --backend flex"
-                    .into(),
-            ),
+            None => Err(NoAdapter),
         },
         BackendChoice::Auto => match probe_adapter() {
             Some(adapter) if !adapter.is_software() => Ok(Backend {
@@ -168,7 +172,9 @@ pub fn select(choice: BackendChoice) -> Result<Backend, String> {
                 "auto: only the software adapter {} found; flex is faster on the CPU",
                 adapter.name
             ))),
-            None => Ok(flex("auto: no GPU adapter found; flex is the fastest CPU backend".into())),
+            None => Ok(flex(
+                "auto: no GPU adapter found; flex is the fastest CPU backend".into(),
+            )),
         },
     }
 }

@@ -17,10 +17,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::ExperimentConfig;
 use crate::data::preview::sample_grid;
-use crate::sophon::experiment::Summary;
 use crate::sophon::protect::{self, Checkpoint, Progress};
+use crate::sophon::summary::Summary;
 use crate::sophon::task::{SampleGrid, SaveModel};
-use crate::sophon::{Divergence, ResumeFrom};
+use crate::sophon::{Divergence, ResumeFrom, StoreError, series};
 
 /// `checkpoints/sophon-state.json`: the last complete SOPHON checkpoint.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -84,7 +84,7 @@ pub struct Cpu {
 impl Cpu {
     /// This machine's.
     pub fn detect() -> Self {
-        let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+        let read = |p: &str| fs::read_to_string(p).unwrap_or_default();
         let model = read("/proc/cpuinfo")
             .lines()
             .find(|l| l.starts_with("model name"))
@@ -223,8 +223,8 @@ impl RunFolder {
             let keep = match serde_json::from_str::<MetricPoint>(line) {
                 Ok(m) => {
                     pretrained
-                        && (m.series.starts_with("pretrain/")
-                            || (m.series.starts_with("sophon/") && m.step <= done))
+                        && (m.series.starts_with(series::PRETRAIN)
+                            || (m.series.starts_with(series::SOPHON) && m.step <= done))
                 }
                 Err(_) => serde_json::from_str::<EventLine>(line).is_ok(),
             };
@@ -278,10 +278,9 @@ impl RunFolder {
 
     /// Save a model with burn's recorder (burnpack, written atomically by burn) and record its
     /// checksum.
-    pub fn save_model(&self, name: &str, model: &dyn SaveModel) -> Result<PathBuf, String> {
+    pub fn save_model(&self, name: &str, model: &dyn SaveModel) -> Result<PathBuf, StoreError> {
         let path = self.checkpoint_path(name);
-        let fail =
-            |e: &dyn std::fmt::Display| format!("{}: cannot save checkpoint: {e}", path.display());
+        let fail = |e: &dyn std::fmt::Display| StoreError::save(&path, "checkpoint", e);
         model.save_to(&path).map_err(|e| fail(&e))?;
         record_checksums(&self.dir.join("checkpoints"), &[path.as_path()]).map_err(|e| fail(&e))?;
         Ok(path)
@@ -293,12 +292,12 @@ impl RunFolder {
     pub fn save_samples(
         &self,
         grid: &SampleGrid<'_>,
-    ) -> Result<(image::RgbImage, PathBuf), String> {
+    ) -> Result<(image::RgbImage, PathBuf), StoreError> {
         let s = grid.samples;
         let image = sample_grid(&[&s.clean, &s.noisy, &s.denoised], s.clean.len(), 4);
         let dir = self.dir.join("samples");
         let path = dir.join(format!("{}-{}-{}.png", grid.phase, grid.domain, grid.step));
-        let fail = |e: &dyn std::fmt::Display| format!("{}: cannot write: {e}", path.display());
+        let fail = |e: &dyn std::fmt::Display| StoreError::save(&path, "sample grid", e);
         fs::create_dir_all(&dir).map_err(|e| fail(&e))?;
         let mut png = Vec::new();
         image
@@ -312,13 +311,11 @@ impl RunFolder {
 impl RunFolder {
     /// Save a resumable SOPHON checkpoint: the files go to a new folder, then
     /// `sophon-state.json` is replaced atomically to point at it, then older folders go.
-    pub fn save_checkpoint(&self, ck: &Checkpoint<'_>) -> Result<(), String> {
+    pub fn save_checkpoint(&self, ck: &Checkpoint<'_>) -> Result<(), StoreError> {
         let name = format!("sophon-{:06}", ck.progress.iteration);
         let base = self.dir.join("checkpoints");
         let dir = base.join(&name);
-        let fail = |what: &str, e: &dyn std::fmt::Display| {
-            format!("{}: cannot save {what}: {e}", dir.display())
-        };
+        let fail = |what: &'static str, e: &dyn std::fmt::Display| StoreError::save(&dir, what, e);
         fs::create_dir_all(&dir).map_err(|e| fail("checkpoint", &e))?;
         ck.model
             .save_to(&dir.join("model.bpk"))
@@ -363,13 +360,13 @@ impl RunFolder {
 
     /// Where the pre-trained model and the last SOPHON checkpoint are, with SOPHON's optimizers
     /// and progress loaded. `None` when nothing was pre-trained yet (the run starts over).
-    pub fn load_resume(&self) -> Result<Option<ResumeFrom>, String> {
+    pub fn load_resume(&self) -> Result<Option<ResumeFrom>, StoreError> {
         let pretrained = self.checkpoint_path("pretrained");
         if !pretrained.exists() {
             return Ok(None);
         }
         verify_checkpoint(&pretrained)?;
-        let state = read_state(&self.dir).map_err(|e| e.to_string())?;
+        let state = read_state(&self.dir).map_err(|e| StoreError::load(&self.dir, e))?;
         let sophon = match state {
             None => None,
             Some(state) => {
@@ -382,8 +379,7 @@ impl RunFolder {
                 let optim = |o: burn::optim::ModuleOptimizer, f: &str| {
                     let path = dir.join(f);
                     verify_checkpoint(&path)?;
-                    o.load(&path)
-                        .map_err(|e| format!("{}: cannot load: {e}", path.display()))
+                    o.load(&path).map_err(|e| StoreError::load(&path, e))
                 };
                 Some(protect::Resume {
                     model: dir.join("model.bpk"),
@@ -472,27 +468,28 @@ pub enum Verified {
 /// Check a checkpoint file against the `checksums.json` of the run folder it sits in (found
 /// beside it or one folder up). Err, naming the file, when it changed since it was written or
 /// cannot be read.
-pub fn verify_checkpoint(path: &Path) -> Result<Verified, String> {
-    let fail = |what: String| format!("{}: {what}", path.display());
+pub fn verify_checkpoint(path: &Path) -> Result<Verified, StoreError> {
     if !path.is_file() {
-        return Err(fail("not found".into()));
+        return Err(StoreError::NotFound {
+            path: path.to_path_buf(),
+        });
     }
     let bases = path.ancestors().skip(1).take(2);
     for base in bases {
         if !base.join(CHECKSUMS).is_file() {
             continue;
         }
-        let sums = read_checksums(base).map_err(|e| e.to_string())?;
+        let sums = read_checksums(base).map_err(|e| StoreError::load(&base.join(CHECKSUMS), e))?;
         let Some(expected) = checksum_key(base, path).and_then(|k| sums.get(&k).cloned()) else {
             return Ok(Verified::Unrecorded);
         };
-        let found = sha256_hex(path).map_err(|e| fail(format!("cannot read: {e}")))?;
+        let found = sha256_hex(path).map_err(|e| StoreError::load(path, e))?;
         if found != expected {
-            return Err(fail(format!(
-                "checksum mismatch: the file changed since it was written (SHA-256 {}… recorded, {}… found); refusing to load it",
-                &expected[..12],
-                &found[..12]
-            )));
+            return Err(StoreError::ChecksumMismatch {
+                path: path.to_path_buf(),
+                recorded: expected.chars().take(12).collect(),
+                found: found[..12].to_string(),
+            });
         }
         return Ok(Verified::Matches);
     }

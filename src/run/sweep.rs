@@ -2,8 +2,8 @@
 //! (the same dotted paths as `--set`), run one after another. The window's Sweep dialog and the
 //! `sweep` command both expand their grid here, and the command reports the results as a table.
 
-use crate::config::{ExperimentConfig, Start};
-use crate::sophon::experiment::Summary;
+use crate::config::{ConfigError, ExperimentConfig, Start};
+use crate::sophon::summary::Summary;
 
 /// The knobs the window offers: dotted preset path and a label. The command line takes any path.
 pub const KNOBS: [(&str, &str); 7] = [
@@ -17,6 +17,18 @@ pub const KNOBS: [(&str, &str); 7] = [
 ];
 
 /// One varied field: its dotted path and the values it takes.
+/// Why a sweep could not be laid out: the axis or the grid point is named.
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    #[error("{path}: give at least one value")]
+    NoValues { path: String },
+    #[error("{text}: expected PATH=V1,V2,...")]
+    Syntax { text: String },
+    /// The point `point` (`path=value, ...`) is not a valid experiment.
+    #[error("{point}: {error}")]
+    Point { point: String, error: ConfigError },
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Axis {
     pub path: String,
@@ -26,7 +38,7 @@ pub struct Axis {
 impl Axis {
     /// `path` with values separated by commas or spaces; an error names the path when none is
     /// given.
-    pub fn new(path: &str, values: &str) -> Result<Self, String> {
+    pub fn new(path: &str, values: &str) -> Result<Self, SweepError> {
         let values: Vec<String> = values
             .split([',', ' '])
             .map(str::trim)
@@ -34,7 +46,9 @@ impl Axis {
             .map(str::to_owned)
             .collect();
         if values.is_empty() {
-            return Err(format!("{path}: give at least one value"));
+            return Err(SweepError::NoValues {
+                path: path.to_owned(),
+            });
         }
         Ok(Self {
             path: path.to_owned(),
@@ -43,10 +57,10 @@ impl Axis {
     }
 
     /// `PATH=V1,V2,...`, as `sweep --vary` takes it.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let (path, values) = text
-            .split_once('=')
-            .ok_or_else(|| format!("{text}: expected PATH=V1,V2,..."))?;
+    pub fn parse(text: &str) -> Result<Self, SweepError> {
+        let (path, values) = text.split_once('=').ok_or_else(|| SweepError::Syntax {
+            text: text.to_owned(),
+        })?;
         Self::new(path.trim(), values)
     }
 
@@ -58,7 +72,7 @@ impl Axis {
 
 /// Every point of the grid (the first axis varies slowest), each named
 /// `<base name>-<field><value>...`, or the first problem, naming the fields and values.
-pub fn expand(base: &ExperimentConfig, axes: &[Axis]) -> Result<Vec<ExperimentConfig>, String> {
+pub fn expand(base: &ExperimentConfig, axes: &[Axis]) -> Result<Vec<ExperimentConfig>, SweepError> {
     let text = base.to_toml();
     let mut points: Vec<Vec<(&Axis, &String)>> = vec![Vec::new()];
     for axis in axes {
@@ -86,7 +100,8 @@ pub fn expand(base: &ExperimentConfig, axes: &[Axis]) -> Result<Vec<ExperimentCo
                 .map(|(a, v)| format!("-{}{}", a.short(), name_part(v)))
                 .collect();
             sets.push(format!("name=\"{}{name}\"", base.name));
-            ExperimentConfig::from_toml(&text, "sweep", &sets).map_err(|e| format!("{what}: {e}"))
+            ExperimentConfig::from_toml(&text, "sweep", &sets)
+                .map_err(|error| SweepError::Point { point: what, error })
         })
         .collect()
 }
@@ -348,8 +363,8 @@ mod tests {
 
     #[test]
     fn the_report_keeps_its_columns_aligned_for_long_strategy_names() {
+        use crate::config::Metric;
         use crate::sophon::attack::AttackResult;
-        use crate::sophon::task::Metric;
         let mut summary = Summary::default();
         for strategy in ["reference", "a-very-long-strategy-name-from-a-preset"] {
             for start in [Start::Protected, Start::Original, Start::Scratch] {
@@ -390,11 +405,21 @@ mod tests {
 
     #[test]
     fn a_bad_axis_names_its_field_and_value() {
-        assert!(Axis::parse("seed").unwrap_err().contains("PATH=V1,V2"));
-        assert!(Axis::parse("seed=").unwrap_err().contains("seed"));
+        assert!(
+            Axis::parse("seed")
+                .unwrap_err()
+                .to_string()
+                .contains("PATH=V1,V2")
+        );
+        assert!(
+            Axis::parse("seed=")
+                .unwrap_err()
+                .to_string()
+                .contains("seed")
+        );
         let err = expand(&quick(), &[Axis::parse("sophon.inner_steps=4,0").unwrap()]).unwrap_err();
-        assert!(err.contains("sophon.inner_steps=0"), "{err}");
+        assert!(err.to_string().contains("sophon.inner_steps=0"), "{err}");
         let err = expand(&quick(), &[Axis::parse("sophon.no_such=1").unwrap()]).unwrap_err();
-        assert!(err.contains("no_such"), "{err}");
+        assert!(err.to_string().contains("no_such"), "{err}");
     }
 }

@@ -10,10 +10,13 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError, unbounded};
 use super::backend::{self, Backend, BackendChoice};
 use super::folder::{Environment, EventLine, MetricPoint, RunFolder, Verified, verify_checkpoint};
 use crate::config::ExperimentConfig;
-use crate::sophon::experiment::{self, EngineError, RunStatus, Summary};
+use crate::sophon::experiment::{self, EngineError};
 use crate::sophon::protect::Checkpoint;
+use crate::sophon::summary::{RunStatus, Summary};
 use crate::sophon::task::{SampleGrid, SaveModel};
-use crate::sophon::{Devices, Divergence, Interrupted, LiveUpdate, Monitor, ResumeFrom};
+use crate::sophon::{
+    Devices, Divergence, Interrupted, LiveUpdate, Monitor, Phase, ResumeFrom, StoreError,
+};
 
 /// Where the run folder goes.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,7 +61,7 @@ pub enum Event {
         reason: String,
     },
     Phase {
-        name: String,
+        phase: Phase,
         total_steps: usize,
     },
     Progress {
@@ -145,7 +148,7 @@ fn worker_loop(commands: Receiver<Command>, events: Sender<Event>, notify: Box<d
 fn execute(request: RunRequest, commands: &Receiver<Command>, emit: &dyn Fn(Event)) -> Event {
     let backend = match backend::select(request.backend) {
         Ok(b) => b,
-        Err(e) => return Event::Failed(e),
+        Err(e) => return Event::Failed(e.to_string()),
     };
     let mut summary = Summary::default();
     let folder = match (&request.out, request.resume) {
@@ -182,7 +185,7 @@ fn execute(request: RunRequest, commands: &Receiver<Command>, emit: &dyn Fn(Even
                 "{}: no checksum recorded for it; loaded unverified",
                 path.display()
             ))),
-            Err(e) => return Event::Failed(e),
+            Err(e) => return Event::Failed(e.to_string()),
         }
     }
     if let Err(e) = folder
@@ -287,11 +290,8 @@ impl ChannelMonitor<'_> {
 }
 
 impl Monitor for ChannelMonitor<'_> {
-    fn phase(&mut self, name: &str, total_steps: usize) {
-        (self.emit)(Event::Phase {
-            name: name.into(),
-            total_steps,
-        });
+    fn phase(&mut self, phase: Phase, total_steps: usize) {
+        (self.emit)(Event::Phase { phase, total_steps });
     }
 
     fn step(&mut self, step: usize) -> Result<(), Interrupted> {
@@ -380,7 +380,7 @@ impl Monitor for ChannelMonitor<'_> {
         }
     }
 
-    fn save_model(&mut self, name: &str, model: &dyn SaveModel) -> Result<(), String> {
+    fn save_model(&mut self, name: &str, model: &dyn SaveModel) -> Result<(), StoreError> {
         let path = self.folder.save_model(name, model)?;
         (self.emit)(Event::Log(format!("saved {}", path.display())));
         Ok(())
@@ -398,16 +398,16 @@ impl Monitor for ChannelMonitor<'_> {
                 file,
             }))),
             Err(e) => {
-                self.write_error.get_or_insert(e);
+                self.write_error.get_or_insert(e.to_string());
             }
         }
     }
 
-    fn save_checkpoint(&mut self, checkpoint: &Checkpoint<'_>) -> Result<(), String> {
+    fn save_checkpoint(&mut self, checkpoint: &Checkpoint<'_>) -> Result<(), StoreError> {
         self.folder.save_checkpoint(checkpoint)
     }
 
-    fn resume_state(&mut self) -> Result<Option<ResumeFrom>, String> {
+    fn resume_state(&mut self) -> Result<Option<ResumeFrom>, StoreError> {
         if self.resume {
             self.folder.load_resume()
         } else {

@@ -4,10 +4,13 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::context::RunContext;
 use super::divergence::{Divergence, finite, parameter_norm, report};
-use super::task::{Metric, Protectable};
-use super::train::train_step;
-use super::{Devices, Interrupted, Monitor};
+use super::series;
+use super::task::Protectable;
+use super::train::Trainer;
+use super::{Interrupted, Monitor};
+use crate::config::Metric;
 use crate::config::{AttackStrategy, Start};
 use crate::data::Domain;
 use crate::data::batch::epoch_batches;
@@ -81,11 +84,24 @@ impl From<AttackResult> for AttackRecord {
     }
 }
 
-impl TryFrom<AttackRecord> for AttackResult {
-    type Error = String;
+/// An attack entry of `summary.json` that lacks a field it needs.
+#[derive(Debug, thiserror::Error)]
+#[error("attack entry {strategy} from {start}: no {field}")]
+pub struct IncompleteAttack {
+    pub strategy: String,
+    pub start: Start,
+    pub field: String,
+}
 
-    fn try_from(r: AttackRecord) -> Result<Self, String> {
-        let missing = |f: &str| format!("attack entry {} from {}: no {f}", r.strategy, r.start);
+impl TryFrom<AttackRecord> for AttackResult {
+    type Error = IncompleteAttack;
+
+    fn try_from(r: AttackRecord) -> Result<Self, IncompleteAttack> {
+        let missing = |f: &str| IncompleteAttack {
+            strategy: r.strategy.clone(),
+            start: r.start,
+            field: f.to_string(),
+        };
         let (metric, initial, per_epoch, final_score, mean) =
             match (&r.restricted_acc, &r.restricted_mse) {
                 (Some(curve), _) => (
@@ -118,12 +134,6 @@ impl TryFrom<AttackRecord> for AttackResult {
     }
 }
 
-/// The metric series of one attack: `attack/<strategy>/<start>/restricted_<metric>`, step =
-/// epoch.
-pub fn series(strategy: &str, start: Start, metric: Metric) -> String {
-    format!("attack/{strategy}/{start}/restricted_{}", metric.name())
-}
-
 /// How many optimisation steps [`fine_tune`] takes.
 pub fn steps(strategy: &AttackStrategy, restricted: &Domain) -> usize {
     epoch_steps(strategy, restricted) * strategy.epochs
@@ -134,13 +144,12 @@ pub fn epoch_steps(strategy: &AttackStrategy, restricted: &Domain) -> usize {
     restricted.train.len().div_ceil(strategy.batch_size)
 }
 
-/// What an attacker run needs besides its model and strategy.
-pub struct AttackContext<'a, M: Protectable> {
-    pub ctx: &'a M::Context,
-    pub restricted: &'a Domain,
-    pub eval_batch: usize,
-    pub seed: u64,
-    pub devices: &'a Devices,
+/// How an attack run reports each epoch: the phase a divergence names, the metric series its
+/// test measure goes to (when any), and whether it scores the validation split too.
+pub struct Reporting<'a> {
+    pub phase: &'a str,
+    pub series: Option<&'a str>,
+    pub validate: bool,
 }
 
 /// One attacker's fine-tuning of a copy of a starting model, resumable epoch by epoch (the
@@ -163,15 +172,9 @@ pub struct AttackRun<M> {
 }
 
 impl<M: Protectable> AttackRun<M> {
-    pub fn new(start_model: &M, strategy: &AttackStrategy, a: &AttackContext<'_, M>) -> Self {
+    pub fn new(start_model: &M, strategy: &AttackStrategy, a: &RunContext<'_, M>) -> Self {
         let model = start_model.attacker_copy(strategy.layers, &a.devices.train);
-        let initial = model.score(
-            a.ctx,
-            &a.restricted.test,
-            a.eval_batch,
-            a.seed,
-            &a.devices.eval,
-        );
+        let initial = a.score(&model, &a.restricted.test);
         Self {
             strategy: strategy.clone(),
             optim: super::optim::build(&strategy.optimizer),
@@ -192,21 +195,23 @@ impl<M: Protectable> AttackRun<M> {
     }
 
     /// Train on to epoch `to` (or until it diverges), scoring the test split after every epoch
-    /// (sent to `series` when given) and, with `validate`, the validation split. A NaN or
-    /// infinity sets `diverged` (not reported to the monitor: the caller decides what it
+    /// (sent to `how.series` when given) and, with `how.validate`, the validation split. A NaN
+    /// or infinity sets `diverged` (not reported to the monitor: the caller decides what it
     /// means). `step` counts optimisation steps for the monitor's progress.
-    #[allow(clippy::too_many_arguments)]
     pub fn advance(
         &mut self,
         to: usize,
-        validate: bool,
-        series: Option<&str>,
-        phase: &str,
-        a: &AttackContext<'_, M>,
+        how: &Reporting<'_>,
+        a: &RunContext<'_, M>,
         monitor: &mut dyn Monitor,
         step: &mut usize,
     ) -> Result<(), Interrupted> {
-        let score = |m: &M, set| m.score(a.ctx, set, a.eval_batch, a.seed, &a.devices.eval);
+        let Reporting {
+            phase,
+            series,
+            validate,
+        } = *how;
+        let score = |m: &M, set| a.score(m, set);
         while self.diverged.is_none() && self.epochs_done() < to {
             let epoch = self.epochs_done();
             let mut rng = Rng::from_keys(&[a.seed, 0x41_54_4B, self.name_key, epoch as u64]);
@@ -216,16 +221,13 @@ impl<M: Protectable> AttackRun<M> {
                     .model
                     .take()
                     .expect("the model is back after every step");
-                let (m, loss) = train_step(
-                    model,
-                    &mut self.optim,
-                    self.strategy.optimizer.lr,
-                    a.ctx,
-                    &a.restricted.train,
-                    &idx,
-                    &mut rng,
-                    &a.devices.train,
-                );
+                let mut trainer = Trainer::<M> {
+                    optim: &mut self.optim,
+                    lr: self.strategy.optimizer.lr,
+                    ctx: a.ctx,
+                    device: &a.devices.train,
+                };
+                let (m, loss) = trainer.step(model, &a.restricted.train, &idx, &mut rng);
                 self.model = Some(m);
                 *step += 1;
                 if let Err(d) = finite(loss, phase, epoch + 1, "loss") {
@@ -312,23 +314,20 @@ pub fn fine_tune<M: Protectable>(
     start_model: &M,
     start: Start,
     strategy: &AttackStrategy,
-    a: &AttackContext<'_, M>,
+    a: &RunContext<'_, M>,
     monitor: &mut dyn Monitor,
     step: &mut usize,
 ) -> Result<(M, AttackResult), Interrupted> {
-    let series = series(&strategy.name, start, M::METRIC);
+    let series = series::attack(&strategy.name, start, M::METRIC);
     let mut run = AttackRun::new(start_model, strategy, a);
     monitor.metric(&series, 0, run.initial);
     let phase = format!("attack {} from {start}", strategy.name);
-    run.advance(
-        strategy.epochs,
-        false,
-        Some(&series),
-        &phase,
-        a,
-        monitor,
-        step,
-    )?;
+    let how = Reporting {
+        phase: &phase,
+        series: Some(&series),
+        validate: false,
+    };
+    run.advance(strategy.epochs, &how, a, monitor, step)?;
     let mut result = run.result(&strategy.name, start);
     match &run.diverged {
         None => monitor.log(&format!(

@@ -6,11 +6,11 @@
 
 use std::time::Instant;
 
-use super::config::{Environment, ProbeConfig, SophonConfig, SuppressionLoss};
-use super::fts::{fts_gradient, fts_step, sample_batch};
+use super::fts::{FtsContext, fts_gradient, fts_step, sample_batch};
 use super::protect::optimizers;
-use super::train::train_step;
-use super::{Devices, Interrupted, Monitor};
+use super::train::Trainer;
+use super::{Devices, Interrupted, Monitor, Phase};
+use crate::config::sophon::{Environment, ProbeConfig, SophonConfig, SuppressionLoss};
 use crate::config::{Background, ModelKind, OptimizerConfig, OptimizerKind, ProceduralDomain};
 use crate::data::procedural::{self, Spec};
 use crate::data::rng::Rng;
@@ -32,7 +32,6 @@ pub fn bench_config(k: usize) -> SophonConfig {
         loss: SuppressionLoss::Ice,
         clip: 0.5,
         environments: vec![env],
-        draw_environment: false,
         ntr_batch_size: 150,
         eval_every: 1,
         probe: ProbeConfig {
@@ -40,11 +39,7 @@ pub fn bench_config(k: usize) -> SophonConfig {
             steps: 1,
             batch_size: 1,
         },
-        guard: None,
-        checkpoint_every: 0,
-        select: None,
-        on_divergence: Default::default(),
-        load: None,
+        ..SophonConfig::default()
     }
 }
 
@@ -52,7 +47,7 @@ pub fn bench_config(k: usize) -> SophonConfig {
 struct Silent;
 
 impl Monitor for Silent {
-    fn phase(&mut self, _: &str, _: usize) {}
+    fn phase(&mut self, _: Phase, _: usize) {}
     fn step(&mut self, _: usize) -> Result<(), Interrupted> {
         Ok(())
     }
@@ -104,31 +99,32 @@ impl Pieces {
         let mut one = self.config.clone();
         one.inner_steps = 1;
         let model = self.model.as_ref().expect("the model is always put back");
-        fts_gradient(
-            model,
-            &one,
-            &(),
-            &self.restricted,
-            &mut self.rng,
-            &self.devices,
-            &mut Silent,
-        )
-        .expect("the silent monitor never interrupts")
-        .1
+        let fts = FtsContext::<Classifier> {
+            config: &one,
+            ctx: &(),
+            restricted: &self.restricted,
+            devices: &self.devices,
+        };
+        fts_gradient(model, &fts, &mut self.rng, &mut Silent)
+            .expect("the silent monitor never interrupts")
+            .1
     }
 
     /// One FTS step: K inner steps, accumulation, clipping, the Adam update. Returns the loss.
     pub fn fts_step(&mut self) -> f64 {
         let model = self.model.take().expect("the model is always put back");
+        let fts = FtsContext::<Classifier> {
+            config: &self.config,
+            ctx: &(),
+            restricted: &self.restricted,
+            devices: &self.devices,
+        };
         let (model, stats) = fts_step(
             model,
             &mut self.fts,
             self.config.alpha,
-            &self.config,
-            &(),
-            &self.restricted,
+            &fts,
             &mut self.rng,
-            &self.devices,
             &mut Silent,
         )
         .expect("the silent monitor never interrupts");
@@ -144,16 +140,13 @@ impl Pieces {
             self.config.ntr_batch_size,
             &mut self.rng,
         );
-        let (model, loss) = train_step(
-            model,
-            &mut self.ntr,
-            self.config.beta,
-            &(),
-            &self.original,
-            &idx,
-            &mut self.rng,
-            &self.devices.train,
-        );
+        let mut trainer = Trainer::<Classifier> {
+            optim: &mut self.ntr,
+            lr: self.config.beta,
+            ctx: &(),
+            device: &self.devices.train,
+        };
+        let (model, loss) = trainer.step(model, &self.original, &idx, &mut self.rng);
         self.model = Some(model);
         loss
     }
@@ -161,7 +154,7 @@ impl Pieces {
     /// One outer iteration: one FTS step, then one NTR step.
     pub fn outer_iteration(&mut self) -> f64 {
         self.fts_step();
-        // `train_step` reads the loss back, so the device has finished this iteration's work.
+        // `Trainer::step` reads the loss back, so the device has finished this iteration's work.
         self.ntr_step()
     }
 }
@@ -202,22 +195,18 @@ pub fn train_steps(devices: &Devices, warmup: usize, iters: usize) -> Vec<f64> {
     devices.train.seed(1);
     let mut model = ClassifierConfig::new(ModelKind::CnnSmall, 1, 28, 10).init(&devices.train);
     let mut optim = super::optim::build(&OptimizerConfig::new(OptimizerKind::Adam, 1e-3));
+    let mut trainer = Trainer::<Classifier> {
+        optim: &mut optim,
+        lr: 1e-3,
+        ctx: &(),
+        device: &devices.train,
+    };
     let mut rng = Rng::new(2);
     let mut times = Vec::with_capacity(iters);
     for i in 0..warmup + iters {
         let idx = sample_batch(data.len(), 64, &mut rng);
         let t = Instant::now();
-        model = train_step(
-            model,
-            &mut optim,
-            1e-3,
-            &(),
-            &data,
-            &idx,
-            &mut rng,
-            &devices.train,
-        )
-        .0;
+        model = trainer.step(model, &data, &idx, &mut rng).0;
         if i >= warmup {
             times.push(t.elapsed().as_secs_f64() * 1e3);
         }

@@ -6,16 +6,17 @@ use std::time::Instant;
 
 use burn::module::{ModuleVisitor, Param};
 use burn::tensor::Tensor;
-use serde::{Deserialize, Serialize};
 
-use super::attack::{self, AttackContext, AttackResult};
+use super::attack;
+use super::context::RunContext;
 use super::divergence::{Divergence, parameter_norm};
-use super::protect::{self, SophonSummary};
-use super::search::{self, BestEffort};
-use super::task::{Protectable, Scores, show_samples};
+use super::protect;
+use super::summary::{PretrainSummary, RunStatus, SophonSummary, SplitSizes, Splits, Summary};
+use super::task::Protectable;
 use super::train::pretrain;
-use super::verdict::{Verdict, VerdictInputs, default_tolerance, verdict};
-use super::{Devices, Halt, Interrupted, Monitor, load_model};
+use super::verdict::{VerdictInputs, default_tolerance, verdict};
+use super::{Devices, Halt, Interrupted, Monitor, Phase, StoreError, load_model};
+use super::{search, series};
 use crate::config::{BestEffortConfig, ExperimentConfig, Start, Task};
 use crate::data::{self, DataError, Domain};
 use crate::model::Classifier;
@@ -31,8 +32,9 @@ pub enum EngineError {
     Diverged(#[from] Divergence),
     #[error(transparent)]
     Data(#[from] DataError),
-    #[error("{0}")]
-    Model(String),
+    /// A model or checkpoint could not be saved or loaded.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 impl From<Halt> for EngineError {
@@ -40,128 +42,6 @@ impl From<Halt> for EngineError {
         match h {
             Halt::Interrupted(i) => Self::Interrupted(i),
             Halt::Diverged(d) => Self::Diverged(d),
-        }
-    }
-}
-
-/// Where a run stands, as `summary.json` says it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum RunStatus {
-    /// Going on, or killed without a chance to say otherwise (`resume` continues it).
-    #[default]
-    Running,
-    /// Every phase ran to its end with finite numbers.
-    Finished,
-    /// Stopped by the user or a signal at a safe point; `resume` continues it.
-    Stopped,
-    /// Something turned NaN or infinite (`divergences` says what and where); what ran before
-    /// it stands, nothing after it is reported as a result.
-    Diverged,
-    /// An error ended it (bad data, a file that could not be written).
-    Failed,
-}
-
-impl RunStatus {
-    pub fn name(self) -> &'static str {
-        match self {
-            RunStatus::Running => "running",
-            RunStatus::Finished => "finished",
-            RunStatus::Stopped => "stopped",
-            RunStatus::Diverged => "diverged",
-            RunStatus::Failed => "failed",
-        }
-    }
-}
-
-impl std::fmt::Display for RunStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// Pre-training results.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PretrainSummary {
-    /// The pre-trained model's original-domain measure and its restricted-domain measure
-    /// before any fine-tuning (and a denoiser's sample PSNR).
-    #[serde(flatten)]
-    pub scores: Scores,
-    pub seconds: f64,
-}
-
-/// How many images each split of a domain holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SplitSizes {
-    pub train: usize,
-    pub validation: usize,
-    pub test: usize,
-}
-
-impl SplitSizes {
-    pub fn of(domain: &Domain) -> Self {
-        Self {
-            train: domain.train.len(),
-            validation: domain.validation.len(),
-            test: domain.test.len(),
-        }
-    }
-}
-
-impl std::fmt::Display for SplitSizes {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} train / {} validation / {} test",
-            self.train, self.validation, self.test
-        )
-    }
-}
-
-/// The split sizes of both domains, as the run used them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Splits {
-    pub original: SplitSizes,
-    pub restricted: SplitSizes,
-}
-
-/// What `summary.json` holds. Filled in as the run goes, so a stopped run keeps what it did.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Summary {
-    pub status: RunStatus,
-    pub name: String,
-    pub seed: u64,
-    pub classes: usize,
-    /// The images of each split (validation carved out of the training set).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub splits: Option<Splits>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pretrain: Option<PretrainSummary>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sophon: Option<SophonSummary>,
-    pub attack: Vec<AttackResult>,
-    /// The best-effort attacker's search from each start (its curve is in `attack`, named
-    /// `best-effort`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub best_effort: Vec<BestEffort>,
-    /// Protected or not, stated once (with a protected model and its attacks only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub verdict: Option<Verdict>,
-    /// Every NaN or infinity met, in order (empty unless `status` is `diverged`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub divergences: Vec<Divergence>,
-    pub seconds: f64,
-}
-
-impl Summary {
-    /// Every divergence the results hold: pre-training or SOPHON's, and each attack's.
-    fn collect_divergences(&mut self) {
-        let sophon = self.sophon.as_ref().and_then(|s| s.diverged.clone());
-        let attacks = self.attack.iter().filter_map(|a| a.diverged.clone());
-        for d in sophon.into_iter().chain(attacks) {
-            if !self.divergences.contains(&d) {
-                self.divergences.push(d);
-            }
         }
     }
 }
@@ -218,7 +98,7 @@ pub fn run(
     summary.divergences.clear();
     summary.name = config.name.clone();
     summary.seed = config.seed;
-    monitor.phase("loading data", 1);
+    monitor.phase(Phase::LoadingData, 1);
     let (original, restricted) = load_domains(config)?;
     let classes = original.classes().max(restricted.classes());
     summary.classes = classes;
@@ -301,42 +181,6 @@ fn check_batches(
     Ok(())
 }
 
-/// The test measures of `model` on both domains, and a denoiser's sample grids under `phase`.
-#[allow(clippy::too_many_arguments)]
-fn scores<M: Protectable>(
-    model: &M,
-    ctx: &M::Context,
-    phase: &str,
-    step: usize,
-    config: &ExperimentConfig,
-    (original, restricted): (&Domain, &Domain),
-    devices: &Devices,
-    monitor: &mut dyn Monitor,
-) -> Scores {
-    let (batch, seed, device) = (config.evaluation.batch_size, config.seed, &devices.eval);
-    let mut s = Scores::new(
-        M::METRIC,
-        model.score(ctx, &original.test, batch, seed, device),
-        model.score(ctx, &restricted.test, batch, seed, device),
-    );
-    if let Some((o, r)) = show_samples(
-        model,
-        ctx,
-        phase,
-        phase,
-        step,
-        &original.test,
-        &restricted.test,
-        seed,
-        device,
-        monitor,
-    ) {
-        s.original_psnr = Some(o);
-        s.restricted_psnr = Some(r);
-    }
-    s
-}
-
 /// Pre-train, protect and attack a model of type `M`.
 fn run_task<M: Protectable>(
     config: &ExperimentConfig,
@@ -349,32 +193,32 @@ fn run_task<M: Protectable>(
     let eval_batch = config.evaluation.batch_size;
     let classes = summary.classes;
     let ctx = M::context(config);
+    let run = RunContext::<M> {
+        ctx: &ctx,
+        original,
+        restricted,
+        eval_batch,
+        seed: config.seed,
+        devices,
+    };
     let label = M::METRIC.label();
 
     // Pre-training on the original domain (or a checkpoint, or the run being resumed).
     let skeleton: M = fresh_model(config, classes, config.seed, devices);
-    let resume = monitor.resume_state().map_err(EngineError::Model)?;
+    let resume = monitor.resume_state()?;
     let (model, sophon_resume) = match resume {
         Some(r) => {
             monitor.log("resuming from the run's checkpoints");
-            let pretrained = load_model(&skeleton, &r.pretrained).map_err(EngineError::Model)?;
+            let pretrained = load_model(&skeleton, &r.pretrained)?;
             let sophon = match r.sophon {
-                Some(s) => Some(s.load(&skeleton).map_err(EngineError::Model)?),
+                Some(s) => Some(s.load(&skeleton)?),
                 None => None,
             };
             if summary.pretrain.is_none() {
                 // The run was killed before its summary said how pre-training went: measure the
                 // pre-trained model again (its training time is not known any more).
-                let scores = scores(
-                    &pretrained,
-                    &ctx,
-                    "pretrain",
-                    config.pretrain.epochs,
-                    config,
-                    (original, restricted),
-                    devices,
-                    monitor,
-                );
+                let scores =
+                    run.test_scores(&pretrained, "pretrain", config.pretrain.epochs, monitor);
                 summary.pretrain = Some(PretrainSummary {
                     scores,
                     seconds: 0.0,
@@ -385,32 +229,12 @@ fn run_task<M: Protectable>(
         None => {
             let t = Instant::now();
             let model = match &config.pretrain.load {
-                Some(path) => load_model(&skeleton, path).map_err(EngineError::Model)?,
-                None => pretrain(
-                    skeleton,
-                    &ctx,
-                    original,
-                    &config.pretrain,
-                    eval_batch,
-                    config.seed,
-                    devices,
-                    monitor,
-                )?,
+                Some(path) => load_model(&skeleton, path)?,
+                None => pretrain(skeleton, &run, &config.pretrain, monitor)?,
             };
-            monitor
-                .save_model("pretrained", &model)
-                .map_err(EngineError::Model)?;
+            monitor.save_model("pretrained", &model)?;
             let steps = config.pretrain.epochs;
-            let scores = scores(
-                &model,
-                &ctx,
-                "pretrain",
-                steps,
-                config,
-                (original, restricted),
-                devices,
-                monitor,
-            );
+            let scores = run.test_scores(&model, "pretrain", steps, monitor);
             monitor.log(&format!(
                 "pre-trained: original {label} {:.4}, restricted {label} (no fine-tuning) {:.4}",
                 scores.original, scores.restricted
@@ -429,20 +253,9 @@ fn run_task<M: Protectable>(
         Some(sophon) if sophon.load.is_some() => {
             let path = sophon.load.as_deref().expect("matched Some");
             let t = Instant::now();
-            let protected = load_model(&model, path).map_err(EngineError::Model)?;
-            monitor
-                .save_model("protected", &protected)
-                .map_err(EngineError::Model)?;
-            let scores = scores(
-                &protected,
-                &ctx,
-                "protected",
-                0,
-                config,
-                (original, restricted),
-                devices,
-                monitor,
-            );
+            let protected = load_model(&model, path)?;
+            monitor.save_model("protected", &protected)?;
+            let scores = run.test_scores(&protected, "protected", 0, monitor);
             monitor.log(&format!(
                 "protected model loaded from {}: original {label} {:.4}, restricted {label} (no fine-tuning) {:.4}",
                 path.display(),
@@ -463,21 +276,9 @@ fn run_task<M: Protectable>(
             Some(protected)
         }
         Some(sophon) => {
-            let (protected, s) = protect::protect(
-                model.clone(),
-                &ctx,
-                original,
-                restricted,
-                sophon,
-                eval_batch,
-                config.seed,
-                devices,
-                monitor,
-                sophon_resume,
-            )?;
-            monitor
-                .save_model("protected", &protected)
-                .map_err(EngineError::Model)?;
+            let (protected, s) =
+                protect::protect(model.clone(), &run, sophon, monitor, sophon_resume)?;
+            monitor.save_model("protected", &protected)?;
             monitor.log(&format!(
                 "protected: original {label} {:.4}, restricted {label} (no fine-tuning) {:.4}, probe {:.4}",
                 s.scores.original,
@@ -501,39 +302,24 @@ fn run_task<M: Protectable>(
         .map(|s| attack::steps(s, restricted) * starts.len())
         .sum::<usize>()
         + best_effort.map_or(0, |b| search::steps(b, restricted) * starts.len());
-    monitor.phase("attack", total);
+    monitor.phase(Phase::Attack, total);
     let scratch: M = fresh_model(config, classes, config.seed ^ 0x5C2A_7C11, devices);
     let from = |start| match (start, &protected) {
         (Start::Protected, Some(p)) => p,
         (Start::Original | Start::Protected, _) => &model,
         (Start::Scratch, _) => &scratch,
     };
-    let a = AttackContext {
-        ctx: &ctx,
-        restricted,
-        eval_batch,
-        seed: config.seed,
-        devices,
-    };
     let samples = |attacked: &M, name: &str, start: Start, epochs, monitor: &mut dyn Monitor| {
-        show_samples(
-            attacked,
-            &ctx,
-            &format!("attack-{name}-{start}"),
-            &format!("attack/{name}/{start}"),
-            epochs,
-            &original.test,
-            &restricted.test,
-            config.seed,
-            &devices.eval,
-            monitor,
-        );
+        let phase = format!("attack-{name}-{start}");
+        let prefix = series::attack_prefix(name, start);
+        let sets = (&original.test, &restricted.test);
+        run.show_samples(attacked, &phase, &prefix, epochs, sets, monitor);
     };
     let mut step = 0;
     for strategy in &config.evaluation.strategies {
         for &start in &starts {
             let (attacked, result) =
-                attack::fine_tune(from(start), start, strategy, &a, monitor, &mut step)?;
+                attack::fine_tune(from(start), start, strategy, &run, monitor, &mut step)?;
             if result.diverged.is_none() {
                 samples(&attacked, &strategy.name, start, strategy.epochs, monitor);
             }
@@ -544,7 +330,7 @@ fn run_task<M: Protectable>(
     if let Some(b) = best_effort {
         for &start in &starts {
             let (attacked, result, record) =
-                search::best_effort(from(start), start, b, &a, monitor, &mut step)?;
+                search::best_effort(from(start), start, b, &run, monitor, &mut step)?;
             if let Some(attacked) = &attacked {
                 samples(attacked, BestEffortConfig::NAME, start, b.epochs, monitor);
             }

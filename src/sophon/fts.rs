@@ -11,10 +11,10 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::Tensor;
 
-use super::config::{SimLayers, SophonConfig};
 use super::task::Protectable;
 use super::{Devices, Interrupted, Monitor};
 use crate::config::Layers;
+use crate::config::sophon::{SimLayers, SophonConfig};
 use crate::data::ImageSet;
 use crate::data::rng::Rng;
 
@@ -102,19 +102,26 @@ pub struct FtsStats {
     pub grad_norm: f64,
 }
 
+/// What an FTS step reads besides the model: SOPHON's settings, the task's context, the
+/// restricted domain's training split and the devices.
+pub struct FtsContext<'a, M: Protectable> {
+    pub config: &'a SophonConfig,
+    pub ctx: &'a M::Context,
+    pub restricted: &'a ImageSet,
+    pub devices: &'a Devices,
+}
+
 /// The accumulated first-order MAML gradient of one FTS step (not yet clipped or applied), over
 /// every environment or, with `draw_environment`, over one drawn from `rng` first. The real
 /// model, its parameters and its normalisation statistics are left untouched.
 pub fn fts_gradient<M: Protectable>(
     model: &M,
-    config: &SophonConfig,
-    ctx: &M::Context,
-    restricted: &ImageSet,
+    fts: &FtsContext<'_, M>,
     rng: &mut Rng,
-    devices: &Devices,
     monitor: &mut dyn Monitor,
 ) -> Result<(GradientsParams, f64), Interrupted> {
-    let device = &devices.train;
+    let (config, ctx, restricted) = (fts.config, fts.ctx, fts.restricted);
+    let device = &fts.devices.train;
     let mut acc = GradientsParams::new();
     let envs = if config.draw_environment {
         let drawn = rng.below(config.environments.len());
@@ -168,20 +175,18 @@ pub fn fts_gradient<M: Protectable>(
     Ok((acc, loss_sum / evaluations))
 }
 
-/// One FTS step: accumulate, clip to `config.clip` (L2), apply with the FTS optimizer at `alpha`.
-#[allow(clippy::too_many_arguments)]
+/// One FTS step: accumulate, clip to `config.clip` (L2), apply with the FTS optimizer at its
+/// learning rate `alpha`.
 pub fn fts_step<M: Protectable>(
     model: M,
     optim: &mut ModuleOptimizer,
     alpha: f64,
-    config: &SophonConfig,
-    ctx: &M::Context,
-    restricted: &ImageSet,
+    fts: &FtsContext<'_, M>,
     rng: &mut Rng,
-    devices: &Devices,
     monitor: &mut dyn Monitor,
 ) -> Result<(M, FtsStats), Interrupted> {
-    let (mut grads, loss) = fts_gradient(&model, config, ctx, restricted, rng, devices, monitor)?;
+    let config = fts.config;
+    let (mut grads, loss) = fts_gradient(&model, fts, rng, monitor)?;
     let norm = grad_norm(&model, &grads);
     if config.clip > 0.0 && norm > config.clip {
         model.visit(&mut Scale {

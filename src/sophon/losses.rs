@@ -1,12 +1,12 @@
-//! The suppression losses L_α of SOPHON.md. Each is minimised by the FTS optimizer, and each
+//! The suppression losses L_α of SOPHON (docs/algorithm.md). Each is minimised by the FTS optimizer, and each
 //! gradient vanishes as the restricted task fails.
 
 use burn::nn::Linear;
 use burn::tensor::activation::{log_softmax, relu};
 use burn::tensor::{Int, Tensor};
 
-use super::config::SuppressionLoss;
-use super::train::cross_entropy;
+use super::measure::cross_entropy;
+use crate::config::sophon::SuppressionLoss;
 
 /// log Σ_j exp(z_j) per row: `[batch, classes]` → `[batch]`, computed stably.
 fn logsumexp(z: Tensor<2>) -> Tensor<1> {

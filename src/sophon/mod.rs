@@ -4,15 +4,18 @@
 
 pub mod attack;
 pub mod bench;
-pub mod config;
+pub mod context;
 pub mod denoise;
 pub mod divergence;
 pub mod experiment;
 pub mod fts;
 pub mod losses;
+pub mod measure;
 pub mod optim;
 pub mod protect;
 pub mod search;
+pub mod series;
+pub mod summary;
 pub mod task;
 pub mod train;
 pub mod verdict;
@@ -30,6 +33,53 @@ pub struct Interrupted;
 
 pub use divergence::Divergence;
 
+/// Why a model, a checkpoint or a sample image could not be written or read. The message names
+/// the file.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Writing `what` (a checkpoint, a model, an optimizer, the checksums …) at `path` failed.
+    #[error("{}: cannot save {what}: {message}", path.display())]
+    Save {
+        path: PathBuf,
+        what: &'static str,
+        message: String,
+    },
+    /// Reading or loading `path` failed.
+    #[error("{}: cannot load: {message}", path.display())]
+    Load { path: PathBuf, message: String },
+    #[error("{}: not found", path.display())]
+    NotFound { path: PathBuf },
+    /// The file's SHA-256 is not the one recorded when it was written.
+    #[error(
+        "{}: checksum mismatch: the file changed since it was written (SHA-256 {recorded}… recorded, {found}… found); refusing to load it",
+        path.display()
+    )]
+    ChecksumMismatch {
+        path: PathBuf,
+        recorded: String,
+        found: String,
+    },
+}
+
+impl StoreError {
+    /// A failed write of `what` at `path`.
+    pub fn save(path: &std::path::Path, what: &'static str, e: impl std::fmt::Display) -> Self {
+        Self::Save {
+            path: path.to_path_buf(),
+            what,
+            message: e.to_string(),
+        }
+    }
+
+    /// A failed read or load of `path`.
+    pub fn load(path: &std::path::Path, e: impl std::fmt::Display) -> Self {
+        Self::Load {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        }
+    }
+}
+
 /// Why a training loop ended before its last step.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum Halt {
@@ -40,10 +90,45 @@ pub enum Halt {
     Diverged(#[from] Divergence),
 }
 
+/// The phases of an experiment, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    LoadingData,
+    Pretrain,
+    Sophon,
+    Attack,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 4] = [
+        Phase::LoadingData,
+        Phase::Pretrain,
+        Phase::Sophon,
+        Phase::Attack,
+    ];
+
+    /// What the progress bar and the status bar say.
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::LoadingData => "loading data",
+            Phase::Pretrain => "pretrain",
+            Phase::Sophon => "sophon",
+            Phase::Attack => "attack",
+        }
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// What an engine loop reports to, and how it can be paused or stopped.
 pub trait Monitor {
-    /// A new phase begins (`pretrain`, `sophon`, `attack …`) with this many steps.
-    fn phase(&mut self, name: &str, total_steps: usize);
+    /// A new phase begins with this many steps.
+    fn phase(&mut self, phase: Phase, total_steps: usize);
     /// One step of the current phase is done. Blocks while paused; `Err` when stopped.
     fn step(&mut self, step: usize) -> Result<(), Interrupted>;
     /// A check inside a long step: `Err` when stopped. Pausing waits for the next [`step`].
@@ -66,11 +151,11 @@ pub trait Monitor {
     }
     /// The summary as it stands between phases (written to disk, so a killed run keeps what it
     /// did).
-    fn summary(&mut self, summary: &experiment::Summary) {
+    fn summary(&mut self, summary: &summary::Summary) {
         let _ = summary;
     }
     /// Persist a model (checkpoint) under a short name.
-    fn save_model(&mut self, name: &str, model: &dyn SaveModel) -> Result<(), String> {
+    fn save_model(&mut self, name: &str, model: &dyn SaveModel) -> Result<(), StoreError> {
         let _ = (name, model);
         Ok(())
     }
@@ -80,11 +165,11 @@ pub trait Monitor {
     }
     /// A run being resumed: where its pre-trained model is and SOPHON's last checkpoint.
     /// `None` for a new run.
-    fn resume_state(&mut self) -> Result<Option<ResumeFrom>, String> {
+    fn resume_state(&mut self) -> Result<Option<ResumeFrom>, StoreError> {
         Ok(None)
     }
     /// Persist a resumable SOPHON checkpoint.
-    fn save_checkpoint(&mut self, checkpoint: &protect::Checkpoint<'_>) -> Result<(), String> {
+    fn save_checkpoint(&mut self, checkpoint: &protect::Checkpoint<'_>) -> Result<(), StoreError> {
         let _ = checkpoint;
         Ok(())
     }
@@ -101,16 +186,19 @@ pub struct ResumeFrom {
 pub fn load_model<M: burn::module::Module>(
     skeleton: &M,
     path: &std::path::Path,
-) -> Result<M, String> {
+) -> Result<M, StoreError> {
     skeleton
         .clone()
         .try_load_file(path)
-        .map_err(|e| format!("{}: cannot load checkpoint: {e}", path.display()))
+        .map_err(|e| StoreError::load(path, e))
 }
 
 impl protect::Resume<PathBuf> {
     /// Load the checkpoint's models into copies of `skeleton`.
-    pub fn load<M: burn::module::Module>(self, skeleton: &M) -> Result<protect::Resume<M>, String> {
+    pub fn load<M: burn::module::Module>(
+        self,
+        skeleton: &M,
+    ) -> Result<protect::Resume<M>, StoreError> {
         Ok(protect::Resume {
             model: load_model(skeleton, &self.model)?,
             fts_optim: self.fts_optim,

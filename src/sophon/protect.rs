@@ -11,15 +11,16 @@ use std::time::Instant;
 use burn::optim::ModuleOptimizer;
 use serde::{Deserialize, Serialize};
 
-use super::config::{DivergencePolicy, ProbeConfig, SelectConfig, SophonConfig};
+use super::context::RunContext;
 use super::divergence::{Divergence, finite, finite_parameters, parameter_norm, report};
-use super::experiment::Summary;
-use super::fts::{fts_step, sample_batch};
-use super::task::{Metric, Protectable, SampleGrid, SaveModel, Scores, show_samples};
-use super::train::train_step;
-use super::{Devices, Halt, Interrupted, LiveUpdate, Monitor, ResumeFrom};
-use crate::config::{Layers, OptimizerConfig, OptimizerKind};
-use crate::data::Domain;
+use super::fts::{FtsContext, fts_step, sample_batch};
+use super::series;
+use super::summary::{SophonSummary, Summary};
+use super::task::{Protectable, SampleGrid, SaveModel};
+use super::train::Trainer;
+use super::{Devices, Halt, Interrupted, LiveUpdate, Monitor, Phase, ResumeFrom, StoreError};
+use crate::config::sophon::{DivergencePolicy, ProbeConfig, SelectConfig, SophonConfig};
+use crate::config::{Layers, Metric, OptimizerConfig, OptimizerKind};
 use crate::data::rng::Rng;
 
 /// Where a SOPHON run stands: enough, with the model and both optimizers, to resume it exactly.
@@ -92,36 +93,6 @@ pub struct Resume<M> {
     pub selected: Option<M>,
 }
 
-/// SOPHON's part of `summary.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SophonSummary {
-    /// After SOPHON, on the test splits: original-domain measure (intactness), restricted-domain
-    /// measure before any fine-tuning, and a denoiser's sample PSNR; and the last
-    /// non-fine-tunability probe (restricted, after a short fine-tune, on the validation split).
-    #[serde(flatten)]
-    pub scores: Scores,
-    /// The original-domain measure on the validation split (what selection and the guard read).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub original_validation: Option<f64>,
-    /// Outer iterations completed.
-    pub iterations: usize,
-    /// The intactness guard stopped SOPHON (the model was rolled back to `rolled_back_to`).
-    pub guard_triggered: bool,
-    /// Something turned NaN or infinite during SOPHON (see `settings.on_divergence`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub diverged: Option<Divergence>,
-    /// The guard or a divergence rolled the model back to the last evaluation of this outer
-    /// iteration that was finite and within the guard (0: the pre-trained model).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rolled_back_to: Option<usize>,
-    /// With model selection: the outer iteration whose model was handed on (`None`: the last).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub selected_iteration: Option<usize>,
-    /// The settings used (live changes applied: their history is in `metrics.jsonl`).
-    pub settings: SophonConfig,
-    pub seconds: f64,
-}
-
 /// The two Adam optimizers of SOPHON, fresh.
 pub fn optimizers() -> (ModuleOptimizer, ModuleOptimizer) {
     let adam = OptimizerConfig::new(OptimizerKind::Adam, 1.0);
@@ -132,77 +103,50 @@ pub fn optimizers() -> (ModuleOptimizer, ModuleOptimizer) {
 /// of `model` on `restricted.train` (never on the test split: the probe picks models). A NaN or infinite loss or score is a [`Divergence`] of the
 /// `probe` at outer iteration `iteration` (not a figure: a diverged attacker scores at chance,
 /// which would read as perfect protection).
-#[allow(clippy::too_many_arguments)]
 pub fn probe<M: Protectable>(
     model: &M,
-    ctx: &M::Context,
-    restricted: &Domain,
+    run: &RunContext<'_, M>,
     config: &ProbeConfig,
-    eval_batch: usize,
-    seed: u64,
     iteration: usize,
-    devices: &Devices,
 ) -> Result<f64, Divergence> {
+    let (restricted, devices) = (run.restricted, run.devices);
     let mut copy = model.attacker_copy(Layers::All, &devices.train);
     let mut optim = super::optim::build(&config.optimizer);
-    let mut rng = Rng::from_keys(&[seed, 0x50_52_4F_42, iteration as u64]);
+    let mut trainer = Trainer::<M> {
+        optim: &mut optim,
+        lr: config.optimizer.lr,
+        ctx: run.ctx,
+        device: &devices.train,
+    };
+    let mut rng = Rng::from_keys(&[run.seed, 0x50_52_4F_42, iteration as u64]);
     for k in 1..=config.steps {
         let idx = sample_batch(restricted.train.len(), config.batch_size, &mut rng);
-        let (c, loss) = train_step(
-            copy,
-            &mut optim,
-            config.optimizer.lr,
-            ctx,
-            &restricted.train,
-            &idx,
-            &mut rng,
-            &devices.train,
-        );
+        let (c, loss) = trainer.step(copy, &restricted.train, &idx, &mut rng);
         copy = c;
         finite(loss, "probe", iteration, &format!("loss at probe step {k}"))?;
     }
     // (A classifier with NaN parameters still scores a finite accuracy, at chance.)
     finite(parameter_norm(&copy), "probe", iteration, "parameters")?;
-    let score = copy.score(ctx, &restricted.validation, eval_batch, seed, &devices.eval);
+    let score = run.score(&copy, &restricted.validation);
     let quantity = format!("restricted_{}", M::METRIC.name());
     finite(score, "probe", iteration, &quantity)
 }
 
 /// What the periodic evaluation needs.
 struct EvalContext<'a, M: Protectable> {
-    ctx: &'a M::Context,
-    original: &'a Domain,
-    restricted: &'a Domain,
+    run: &'a RunContext<'a, M>,
     config: &'a SophonConfig,
-    eval_batch: usize,
-    seed: u64,
-    devices: &'a Devices,
 }
 
 impl<M: Protectable> EvalContext<'_, M> {
     /// The original-domain validation measure (what selection and the guard read).
     fn intactness(&self, model: &M) -> f64 {
-        model.score(
-            self.ctx,
-            &self.original.validation,
-            self.eval_batch,
-            self.seed,
-            &self.devices.eval,
-        )
+        self.run.score(model, &self.run.original.validation)
     }
 
     /// The probe of `model` at outer iteration `it`.
     fn probe(&self, model: &M, it: usize) -> Result<f64, Divergence> {
-        probe(
-            model,
-            self.ctx,
-            self.restricted,
-            &self.config.probe,
-            self.eval_batch,
-            self.seed,
-            it,
-            self.devices,
-        )
+        probe(model, self.run, &self.config.probe, it)
     }
 
     /// Measure intactness and the probe at outer iteration `it`, record both (and a
@@ -221,32 +165,16 @@ impl<M: Protectable> EvalContext<'_, M> {
         let original = format!("original_{metric}");
         p.original_score = finite(self.intactness(model), "sophon", it, &original)?;
         p.probe_score = self.probe(model, it)?;
-        monitor.metric(&format!("sophon/original_{metric}"), it, p.original_score);
-        monitor.metric(
-            &format!("sophon/probe_restricted_{metric}"),
-            it,
-            p.probe_score,
-        );
-        for (domain, set) in [
-            ("original", &self.original.validation),
-            ("restricted", &self.restricted.validation),
-        ] {
-            if let Some(on) = model.units_on(set, self.eval_batch, &self.devices.eval) {
-                monitor.metric(&format!("sophon/{domain}_units_on"), it, on);
+        monitor.metric(&series::sophon_original(M::METRIC), it, p.original_score);
+        monitor.metric(&series::sophon_probe(M::METRIC), it, p.probe_score);
+        let run = self.run;
+        let sets = (&run.original.validation, &run.restricted.validation);
+        for (domain, set) in [("original", sets.0), ("restricted", sets.1)] {
+            if let Some(on) = model.units_on(set, run.eval_batch, &run.devices.eval) {
+                monitor.metric(&series::units_on(domain), it, on);
             }
         }
-        show_samples(
-            model,
-            self.ctx,
-            "sophon",
-            "sophon",
-            it,
-            &self.original.validation,
-            &self.restricted.validation,
-            self.seed,
-            &self.devices.eval,
-            monitor,
-        );
+        run.show_samples(model, "sophon", "sophon", it, sets, monitor);
         Ok(())
     }
 }
@@ -261,11 +189,11 @@ struct LastGood<M> {
 }
 
 fn record_settings(monitor: &mut dyn Monitor, p: &Progress, step: usize) {
-    monitor.metric("sophon/alpha", step, p.alpha);
-    monitor.metric("sophon/beta", step, p.beta);
-    monitor.metric("sophon/fts_loops", step, p.fts_loops as f64);
-    monitor.metric("sophon/ntr_loops", step, p.ntr_loops as f64);
-    monitor.metric("sophon/eval_every", step, p.eval_every as f64);
+    monitor.metric(series::ALPHA, step, p.alpha);
+    monitor.metric(series::BETA, step, p.beta);
+    monitor.metric(series::FTS_LOOPS, step, p.fts_loops as f64);
+    monitor.metric(series::NTR_LOOPS, step, p.ntr_loops as f64);
+    monitor.metric(series::EVAL_EVERY, step, p.eval_every as f64);
 }
 
 fn apply(update: LiveUpdate, p: &mut Progress) {
@@ -286,19 +214,15 @@ fn apply(update: LiveUpdate, p: &mut Progress) {
 /// A NaN or infinity in a loss, the FTS gradient norm, the parameters or an evaluation is
 /// reported to the monitor and handled by `config.on_divergence`: roll back to the last good
 /// evaluation and hand that model on (the summary says so), or end with [`Halt::Diverged`].
-#[allow(clippy::too_many_arguments)]
 pub fn protect<M: Protectable>(
     model: M,
-    ctx: &M::Context,
-    original: &Domain,
-    restricted: &Domain,
+    run: &RunContext<'_, M>,
     config: &SophonConfig,
-    eval_batch: usize,
-    seed: u64,
-    devices: &Devices,
     monitor: &mut dyn Monitor,
     resume: Option<Resume<M>>,
 ) -> Result<(M, SophonSummary), Halt> {
+    let (original, restricted, seed, devices) =
+        (run.original, run.restricted, run.seed, run.devices);
     let started = Instant::now();
     let resumed = resume.is_some();
     let (mut model, mut fts_optim, mut ntr_optim, mut p, mut selected) = match resume {
@@ -308,14 +232,12 @@ pub fn protect<M: Protectable>(
             (model, f, n, Progress::new(config), None)
         }
     };
-    monitor.phase("sophon", config.outer_iterations);
-    let eval = EvalContext::<M> {
-        ctx,
-        original,
-        restricted,
+    monitor.phase(Phase::Sophon, config.outer_iterations);
+    let eval = EvalContext::<M> { run, config };
+    let fts = FtsContext::<M> {
         config,
-        eval_batch,
-        seed,
+        ctx: run.ctx,
+        restricted: &restricted.train,
         devices,
     };
     if p.iteration == 0 && !resumed {
@@ -369,11 +291,8 @@ pub fn protect<M: Protectable>(
                 model,
                 &mut fts_optim,
                 p.alpha,
-                config,
-                ctx,
-                &restricted.train,
+                &fts,
                 &mut rng,
-                devices,
                 &mut deferred,
             )?;
             model = m;
@@ -384,10 +303,10 @@ pub fn protect<M: Protectable>(
                 break;
             }
             fts_loss += stats.loss / p.fts_loops as f64;
-            deferred.metric("sophon/fts_grad_norm", it, stats.grad_norm);
+            deferred.metric(series::FTS_GRAD_NORM, it, stats.grad_norm);
         }
         if event.is_none() && p.fts_loops > 0 {
-            deferred.metric("sophon/fts_loss", it, fts_loss);
+            deferred.metric(series::FTS_LOSS, it, fts_loss);
         }
         let mut ntr_loss = 0.0;
         for _ in 0..p.ntr_loops {
@@ -395,16 +314,13 @@ pub fn protect<M: Protectable>(
                 break;
             }
             let idx = sample_batch(original.train.len(), config.ntr_batch_size, &mut rng);
-            let (m, loss) = train_step(
-                model,
-                &mut ntr_optim,
-                p.beta,
-                ctx,
-                &original.train,
-                &idx,
-                &mut rng,
-                &devices.train,
-            );
+            let mut trainer = Trainer::<M> {
+                optim: &mut ntr_optim,
+                lr: p.beta,
+                ctx: run.ctx,
+                device: &devices.train,
+            };
+            let (m, loss) = trainer.step(model, &original.train, &idx, &mut rng);
             model = m;
             match finite(loss, "sophon", it, "ntr_loss") {
                 Ok(loss) => ntr_loss += loss / p.ntr_loops as f64,
@@ -413,7 +329,7 @@ pub fn protect<M: Protectable>(
             deferred.poll()?;
         }
         if event.is_none() && p.ntr_loops > 0 {
-            deferred.metric("sophon/ntr_loss", it, ntr_loss);
+            deferred.metric(series::NTR_LOSS, it, ntr_loss);
         }
         if event.is_none() {
             event = finite(parameter_norm(&model), "sophon", it, "parameters").err();
@@ -522,27 +438,8 @@ pub fn protect<M: Protectable>(
     settings.ntr_loops = p.ntr_loops;
     settings.eval_every = p.eval_every;
     // The reported figures: the handed-on model's test measures, read once.
-    let mut scores = Scores::new(
-        M::METRIC,
-        model.score(ctx, &original.test, eval_batch, seed, &devices.eval),
-        model.score(ctx, &restricted.test, eval_batch, seed, &devices.eval),
-    );
+    let mut scores = run.test_scores(&model, "protected", p.iteration, monitor);
     scores.probe = Some(p.probe_score);
-    if let Some((o, r)) = show_samples(
-        &model,
-        ctx,
-        "protected",
-        "protected",
-        p.iteration,
-        &original.test,
-        &restricted.test,
-        seed,
-        &devices.eval,
-        monitor,
-    ) {
-        scores.original_psnr = Some(o);
-        scores.restricted_psnr = Some(r);
-    }
     let summary = SophonSummary {
         scores,
         original_validation: Some(p.original_score),
@@ -578,8 +475,8 @@ struct DeferStop<'a> {
 }
 
 impl Monitor for DeferStop<'_> {
-    fn phase(&mut self, name: &str, total_steps: usize) {
-        self.inner.phase(name, total_steps);
+    fn phase(&mut self, phase: Phase, total_steps: usize) {
+        self.inner.phase(phase, total_steps);
     }
     fn step(&mut self, step: usize) -> Result<(), Interrupted> {
         if self.inner.step(step).is_err() {
@@ -608,16 +505,16 @@ impl Monitor for DeferStop<'_> {
     fn summary(&mut self, summary: &Summary) {
         self.inner.summary(summary);
     }
-    fn save_model(&mut self, name: &str, model: &dyn SaveModel) -> Result<(), String> {
+    fn save_model(&mut self, name: &str, model: &dyn SaveModel) -> Result<(), StoreError> {
         self.inner.save_model(name, model)
     }
     fn samples(&mut self, grid: SampleGrid<'_>) {
         self.inner.samples(grid);
     }
-    fn resume_state(&mut self) -> Result<Option<ResumeFrom>, String> {
+    fn resume_state(&mut self) -> Result<Option<ResumeFrom>, StoreError> {
         self.inner.resume_state()
     }
-    fn save_checkpoint(&mut self, checkpoint: &Checkpoint<'_>) -> Result<(), String> {
+    fn save_checkpoint(&mut self, checkpoint: &Checkpoint<'_>) -> Result<(), StoreError> {
         self.inner.save_checkpoint(checkpoint)
     }
 }

@@ -7,9 +7,12 @@ use std::cmp::Ordering;
 
 use serde::{Deserialize, Serialize};
 
-use super::attack::{AttackContext, AttackResult, AttackRun, epoch_steps, series};
-use super::task::{Metric, Protectable};
+use super::attack::{AttackResult, AttackRun, Reporting, epoch_steps};
+use super::context::RunContext;
+use super::series;
+use super::task::Protectable;
 use super::{Interrupted, Monitor};
+use crate::config::Metric;
 use crate::config::{AttackStrategy, BestEffortConfig, Start};
 use crate::data::Domain;
 
@@ -69,7 +72,7 @@ pub fn best_effort<M: Protectable>(
     start_model: &M,
     start: Start,
     config: &BestEffortConfig,
-    a: &AttackContext<'_, M>,
+    a: &RunContext<'_, M>,
     monitor: &mut dyn Monitor,
     step: &mut usize,
 ) -> Result<(Option<M>, AttackResult, BestEffort), Interrupted> {
@@ -92,10 +95,15 @@ pub fn best_effort<M: Protectable>(
     let mut ends = config.rungs.clone();
     ends.push(config.epochs);
     let last_stage = ends.len() - 1;
+    let how = Reporting {
+        phase: &phase,
+        series: None,
+        validate: true,
+    };
     for (stage, &to) in ends.iter().enumerate() {
         for &i in &alive {
             let run = runs[i].as_mut().expect("alive runs are kept");
-            run.advance(to, true, None, &phase, a, monitor, step)?;
+            run.advance(to, &how, a, monitor, step)?;
             tried[i].epochs = run.epochs_done();
             tried[i].validation = match run.diverged {
                 None => run.validation.last().copied(),
@@ -105,7 +113,11 @@ pub fn best_effort<M: Protectable>(
         // Rank by validation (diverged last; ties keep the grid's order).
         alive.retain(|&i| tried[i].validation.is_some());
         alive.sort_by(|&i, &j| {
-            let (vi, vj) = (tried[i].validation.unwrap(), tried[j].validation.unwrap());
+            let kept = "only runs with a validation measure are kept";
+            let (vi, vj) = (
+                tried[i].validation.expect(kept),
+                tried[j].validation.expect(kept),
+            );
             attacker_order(M::METRIC, vj, vi).then(i.cmp(&j))
         });
         let keep = if stage == last_stage {
@@ -122,7 +134,7 @@ pub fn best_effort<M: Protectable>(
         }
     }
     let name = BestEffortConfig::NAME;
-    let series = series(name, start, M::METRIC);
+    let series = series::attack(name, start, M::METRIC);
     let Some(&winner) = alive.first() else {
         let initial = initials.first().copied().unwrap_or(f64::NAN);
         monitor.log(&format!(

@@ -9,61 +9,24 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::Monitor;
-use super::config::{Environment, SuppressionLoss};
 use super::losses::{dos, mse_ascent, suppression};
-use super::train::{accuracy, cross_entropy, units_on};
-use crate::config::{DiffusionConfig, ExperimentConfig, Layers, ModelKind};
+use super::measure::{accuracy, cross_entropy, units_on};
+use crate::config::sophon::{Environment, SuppressionLoss};
+use crate::config::{DiffusionConfig, ExperimentConfig, Layers, Metric, ModelKind};
 use crate::data::rng::Rng;
 use crate::data::{ImageSet, batch};
 use crate::diffusion::schedule::{Schedule, eps_mse};
 use crate::model::unet::{Unet, UnetConfig};
 use crate::model::{Classifier, ClassifierConfig};
 
-/// A model that can be written to a burn recorder file (object-safe, for the [`Monitor`]).
+/// A model that can be written to a burn recorder file (object-safe, for the [`Monitor`](super::Monitor)).
 pub trait SaveModel {
-    fn save_to(&self, path: &Path) -> Result<(), String>;
+    fn save_to(&self, path: &Path) -> Result<(), burn::store::RecordError>;
 }
 
 impl<M: Module> SaveModel for M {
-    fn save_to(&self, path: &Path) -> Result<(), String> {
-        self.clone().save_file(path).map_err(|e| e.to_string())
-    }
-}
-
-/// A task's test measure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Metric {
-    /// Test accuracy: higher is better.
-    Acc,
-    /// Test ε-MSE: lower is better.
-    Mse,
-}
-
-impl Metric {
-    /// The measure of a task.
-    pub fn of(task: crate::config::Task) -> Self {
-        match task {
-            crate::config::Task::Classification => Metric::Acc,
-            crate::config::Task::Denoising => Metric::Mse,
-        }
-    }
-
-    /// The suffix of its series and summary fields (`original_acc`, `restricted_mse`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Metric::Acc => "acc",
-            Metric::Mse => "mse",
-        }
-    }
-
-    /// What a user reads on an axis.
-    pub fn label(self) -> &'static str {
-        match self {
-            Metric::Acc => "accuracy",
-            Metric::Mse => "ε-MSE",
-        }
+    fn save_to(&self, path: &Path) -> Result<(), burn::store::RecordError> {
+        self.clone().save_file(path)
     }
 }
 
@@ -475,45 +438,11 @@ pub struct SampleGrid<'a> {
     pub samples: &'a Samples,
 }
 
-/// Sample both domains' test images through `model` (denoisers only; a classifier has none):
-/// the grids go to the monitor as `phase`, their PSNR to `<series>/<domain>_psnr`. Returns the
-/// PSNR of the original and the restricted domain.
-#[allow(clippy::too_many_arguments)]
-pub fn show_samples<M: Protectable>(
-    model: &M,
-    ctx: &M::Context,
-    phase: &str,
-    series: &str,
-    step: usize,
-    original: &ImageSet,
-    restricted: &ImageSet,
-    seed: u64,
-    device: &Device,
-    monitor: &mut dyn Monitor,
-) -> Option<(f64, f64)> {
-    let mut psnr = [0.0; 2];
-    for (i, (domain, set)) in [("original", original), ("restricted", restricted)]
-        .into_iter()
-        .enumerate()
-    {
-        let samples = model.samples(ctx, set, seed, device)?;
-        monitor.metric(&format!("{series}/{domain}_psnr"), step, samples.psnr);
-        monitor.samples(SampleGrid {
-            phase,
-            domain,
-            step,
-            samples: &samples,
-        });
-        psnr[i] = samples.psnr;
-    }
-    Some((psnr[0], psnr[1]))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::sophon::attack::AttackResult;
-    use crate::sophon::experiment::PretrainSummary;
+    use crate::sophon::summary::PretrainSummary;
 
     #[test]
     fn summaries_name_their_fields_after_the_metric_and_read_back() {

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::attack::AttackResult;
-use super::task::Metric;
+use crate::config::Metric;
 use crate::config::Start;
 
 /// What the verdict says.
@@ -263,7 +263,8 @@ pub fn verdict(v: &VerdictInputs<'_>) -> Verdict {
         .iter()
         .find(|a| a.held_final != Some(true) || a.held_mean != Some(true))
     {
-        let (p, s) = (a.protected.unwrap(), a.scratch.unwrap());
+        let both = "a held-or-not attacker has both starts (checked above)";
+        let (p, s) = (a.protected.expect(both), a.scratch.expect(both));
         (
             VerdictStatus::NotProtected,
             format!(

@@ -120,7 +120,7 @@ fn out_of_range_values_name_the_field() {
 
 #[test]
 fn protected_start_needs_sophon() {
-    let text = sophon_workbench::QUICK_PRESET;
+    let text = QUICK_PRESET;
     let without = &text[..text.find("[sophon]").unwrap()];
     let o = vec!["evaluation.starts=[\"protected\", \"scratch\"]".to_string()];
     let err = ExperimentConfig::from_toml(without, "no-sophon.toml", &o)

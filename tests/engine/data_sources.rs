@@ -336,14 +336,17 @@ fn devices_fifos_and_folders_are_refused_as_data_files() {
         );
         let f = fifo.clone();
         let err = within_20_s(move || {
-            let mut set = sophon_workbench::data::ImageSet::empty("x", 3, 32, 32, 10);
+            let mut set = data::ImageSet::empty("x", 3, 32, 32, 10);
             cifar::read_records(&f, 1, 0, 10, &mut set, None)
         })
         .unwrap_err()
         .to_string();
         assert!(err.contains("not a regular file"), "{err}");
     } else {
-        eprintln!("skipped: the FIFO case (mkfifo is not available here)");
+        crate::skipped(
+            "data_sources (the FIFO case)",
+            "mkfifo is not available here",
+        );
     }
     let err = idx::load_pair(dir.path(), &labels, None)
         .unwrap_err()

@@ -10,6 +10,7 @@ use sophon_workbench::diffusion::Schedule;
 use sophon_workbench::model::unet::Unet;
 use sophon_workbench::model::unet::UnetConfig;
 use sophon_workbench::sophon::Devices;
+use sophon_workbench::sophon::context::RunContext;
 use sophon_workbench::sophon::denoise::{psnr, samples, test_mse};
 use sophon_workbench::sophon::task::DenoiseContext;
 use sophon_workbench::sophon::train::pretrain;
@@ -33,11 +34,19 @@ fn train(
         load: None,
     };
     let ctx = DenoiseContext::new(&DiffusionConfig::default());
-    pretrain(unet, &ctx, domain, &config, 128, 1, devices, recorder).unwrap()
+    let run = RunContext::<Unet> {
+        ctx: &ctx,
+        original: domain,
+        restricted: domain,
+        eval_batch: 128,
+        seed: 1,
+        devices,
+    };
+    pretrain(unet, &run, &config, recorder).unwrap()
 }
 
 /// The bundled digits at 16×16 (the UNet wants sides divisible by 4) and flex devices.
-fn digits16() -> (sophon_workbench::data::Domain, Devices) {
+fn digits16() -> (Domain, Devices) {
     let input = InputConfig {
         size: 16,
         channels: 1,
@@ -124,8 +133,8 @@ fn a_denoiser_learns_the_digits_and_its_sample_grid_is_a_real_png() {
     assert!(differs, "the noisy column is not the clean one");
 }
 
-fn sophon_for_denoising(k: usize) -> sophon_workbench::sophon::config::SophonConfig {
-    use sophon_workbench::sophon::config::{Environment, SuppressionLoss};
+fn sophon_for_denoising(k: usize) -> sophon_workbench::config::sophon::SophonConfig {
+    use sophon_workbench::config::sophon::{Environment, SuppressionLoss};
     let mut config = sophon_workbench::sophon::bench::bench_config(k);
     config.loss = SuppressionLoss::Dos;
     config.clip = 0.0;
@@ -142,7 +151,7 @@ fn sophon_for_denoising(k: usize) -> sophon_workbench::sophon::config::SophonCon
 /// Mean ‖ε̂‖² on `set` after a short ε-MSE fine-tune of a copy (2 SGD steps): what DoS makes
 /// small. The same batches, steps and noise for every model.
 fn dos_after_finetune(
-    unet: &sophon_workbench::model::unet::Unet,
+    unet: &Unet,
     set: &sophon_workbench::data::ImageSet,
     devices: &Devices,
 ) -> f64 {
@@ -181,7 +190,7 @@ fn dos_after_finetune(
 
 #[test]
 fn a_denoiser_fts_step_leaves_the_real_model_alone_and_raises_denial_of_service() {
-    use sophon_workbench::sophon::fts::{fts_gradient, fts_step};
+    use sophon_workbench::sophon::fts::{FtsContext, fts_gradient, fts_step};
     use sophon_workbench::sophon::protect::optimizers;
     let (digits, devices) = digits16();
     devices.train.seed(6);
@@ -206,11 +215,13 @@ fn a_denoiser_fts_step_leaves_the_real_model_alone_and_raises_denial_of_service(
     let before = unet.forward(probe.clone(), &[5, 50, 500]).into_data();
     let (grads, loss) = fts_gradient(
         &unet,
-        &config,
-        &ctx,
-        &digits.test,
+        &FtsContext {
+            config: &config,
+            ctx: &ctx,
+            restricted: &digits.test,
+            devices: &devices,
+        },
         &mut sophon_workbench::data::rng::Rng::new(1),
-        &devices,
         &mut Recorder::default(),
     )
     .unwrap();
@@ -225,11 +236,13 @@ fn a_denoiser_fts_step_leaves_the_real_model_alone_and_raises_denial_of_service(
         unet,
         &mut optim,
         1e-2,
-        &config,
-        &ctx,
-        &digits.test,
+        &FtsContext {
+            config: &config,
+            ctx: &ctx,
+            restricted: &digits.test,
+            devices: &devices,
+        },
         &mut sophon_workbench::data::rng::Rng::new(2),
-        &devices,
         &mut Recorder::default(),
     )
     .unwrap();
@@ -293,7 +306,7 @@ fn the_denoising_preset_runs_headless_and_writes_its_sample_grids() {
     let typed = sophon_workbench::run::folder::read_summary(&out).unwrap();
     assert_eq!(
         typed.sophon.as_ref().unwrap().scores.metric,
-        sophon_workbench::sophon::task::Metric::Mse
+        sophon_workbench::config::Metric::Mse
     );
 
     // Grids: pre-trained, during SOPHON (iterations 0, 2, 4), protected, each attacked model.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use sophon_workbench::config::ExperimentConfig;
 use sophon_workbench::run::folder::{EventLine, read_events, read_summary};
 use sophon_workbench::run::{self, BackendChoice, Command, Event, OutDir, RunRequest};
-use sophon_workbench::sophon::experiment::{RunStatus, Summary};
+use sophon_workbench::sophon::summary::{RunStatus, Summary};
 
 use crate::training::small;
 

@@ -7,18 +7,19 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Tensor};
 use sophon_workbench::config::ExperimentConfig;
 use sophon_workbench::config::ModelKind;
+use sophon_workbench::config::sophon::SuppressionLoss;
 use sophon_workbench::data::batch;
 use sophon_workbench::data::rng::Rng;
 use sophon_workbench::model::{Classifier, ClassifierConfig};
 use sophon_workbench::run::folder::{read_metrics, read_summary};
 use sophon_workbench::run::{self, BackendChoice, Command, Event, MetricPoint, OutDir, RunRequest};
-use sophon_workbench::sophon::config::SuppressionLoss;
-use sophon_workbench::sophon::experiment::RunStatus;
-use sophon_workbench::sophon::fts::{fts_gradient, fts_step, sample_batch};
+use sophon_workbench::sophon::fts::{FtsContext, fts_gradient, fts_step, sample_batch};
 use sophon_workbench::sophon::losses::suppression;
+use sophon_workbench::sophon::measure::units_on;
 use sophon_workbench::sophon::protect::optimizers;
-use sophon_workbench::sophon::train::{train_step, units_on};
-use sophon_workbench::sophon::{Devices, LiveUpdate, experiment};
+use sophon_workbench::sophon::summary::RunStatus;
+use sophon_workbench::sophon::train::Trainer;
+use sophon_workbench::sophon::{Devices, LiveUpdate, Phase, experiment};
 
 use crate::training::{Recorder, pretrained, small};
 
@@ -32,7 +33,7 @@ impl ModuleVisitor for Snapshot {
     }
 }
 
-fn snapshot(model: &Classifier) -> Vec<f32> {
+pub fn snapshot(model: &Classifier) -> Vec<f32> {
     let mut s = Snapshot(Vec::new());
     model.visit(&mut s);
     s.0
@@ -51,11 +52,13 @@ fn a_simulated_fts_step_leaves_the_real_model_untouched() {
     let before = snapshot(&model);
     let (grads, loss) = fts_gradient(
         &model,
-        &sophon,
-        &(),
-        &restricted.train,
+        &FtsContext {
+            config: &sophon,
+            ctx: &(),
+            restricted: &restricted.train,
+            devices: &devices,
+        },
         &mut Rng::new(1),
-        &devices,
         &mut Recorder::default(),
     )
     .unwrap();
@@ -105,14 +108,16 @@ fn a_step_with_a_drawn_environment_is_that_environments_step() {
     let devices = Devices::new(Device::flex());
     let (_, restricted) = experiment::load_domains(&config).unwrap();
     let model = experiment::fresh_model(&config, 10, 1, &devices);
-    let step = |s: &sophon_workbench::sophon::config::SophonConfig, rng: &mut Rng| {
+    let step = |s: &sophon_workbench::config::sophon::SophonConfig, rng: &mut Rng| {
         let (grads, loss) = fts_gradient(
             &model,
-            s,
-            &(),
-            &restricted.train,
+            &FtsContext {
+                config: s,
+                ctx: &(),
+                restricted: &restricted.train,
+                devices: &devices,
+            },
             rng,
-            &devices,
             &mut Recorder::default(),
         )
         .unwrap();
@@ -139,7 +144,7 @@ fn a_step_with_a_drawn_environment_is_that_environments_step() {
 /// held-out restricted data after a short, fixed fine-tune.
 fn suppression_after_finetune(
     model: &Classifier,
-    config: &sophon_workbench::config::ExperimentConfig,
+    config: &ExperimentConfig,
     devices: &Devices,
 ) -> f64 {
     let (_, restricted) = experiment::load_domains(config).unwrap();
@@ -148,20 +153,16 @@ fn suppression_after_finetune(
     let sophon = config.sophon.as_ref().unwrap();
     let env = &sophon.environments[0];
     let mut optim = sophon_workbench::sophon::optim::build(&env.optimizer);
+    let mut trainer = Trainer::<Classifier> {
+        optim: &mut optim,
+        lr: env.optimizer.lr,
+        ctx: &(),
+        device: &devices.train,
+    };
     let mut rng = Rng::new(99);
     for _ in 0..5 {
         let idx = sample_batch(restricted.train.len(), 50, &mut rng);
-        copy = train_step(
-            copy,
-            &mut optim,
-            env.optimizer.lr,
-            &(),
-            &restricted.train,
-            &idx,
-            &mut rng,
-            &devices.train,
-        )
-        .0;
+        copy = trainer.step(copy, &restricted.train, &idx, &mut rng).0;
     }
     let test = &restricted.test;
     if sophon.loss == SuppressionLoss::FeatureDos {
@@ -193,11 +194,13 @@ fn one_fts_step_raises_suppression_after_fine_tuning() {
             model,
             &mut optim,
             1e-3,
-            &sophon,
-            &(),
-            &restricted.train,
+            &FtsContext {
+                config: &sophon,
+                ctx: &(),
+                restricted: &restricted.train,
+                devices: &devices,
+            },
             &mut Rng::new(2),
-            &devices,
             &mut Recorder::default(),
         )
         .unwrap();
@@ -264,10 +267,15 @@ fn pause_step_resume_and_live_changes_during_sophon() {
         false,
     );
     worker.commands.send(Command::Start(Box::new(req))).unwrap();
-    until(
-        &worker,
-        |e| matches!(e, Event::Phase { name, .. } if name == "sophon"),
-    );
+    until(&worker, |e| {
+        matches!(
+            e,
+            Event::Phase {
+                phase: Phase::Sophon,
+                ..
+            }
+        )
+    });
     worker.commands.send(Command::Pause).unwrap();
     until(&worker, |e| matches!(e, Event::Paused));
     std::thread::sleep(Duration::from_millis(300));
@@ -341,10 +349,15 @@ fn resumed_equals_uninterrupted(config: ExperimentConfig) {
     // The same run stopped during its third outer iteration...
     start(&cut, false);
     // (Progress 2 in the SOPHON phase comes right after the checkpoint of iteration 2.)
-    until(
-        &worker,
-        |e| matches!(e, Event::Phase { name, .. } if name == "sophon"),
-    );
+    until(&worker, |e| {
+        matches!(
+            e,
+            Event::Phase {
+                phase: Phase::Sophon,
+                ..
+            }
+        )
+    });
     until(&worker, |e| matches!(e, Event::Progress { step: 2 }));
     worker.commands.send(Command::Stop).unwrap();
     until(&worker, |e| e.is_terminal());
@@ -451,7 +464,7 @@ fn sophon_records_the_share_of_hidden_units_on_per_domain() {
         "sophon.eval_every=1",
         "evaluation.strategies.0.epochs=1",
     ]);
-    let mut summary = experiment::Summary::default();
+    let mut summary = sophon_workbench::sophon::summary::Summary::default();
     let mut rec = Recorder::default();
     experiment::run(&config, &devices, &mut rec, &mut summary).unwrap();
     let steps: Vec<usize> = evaluations(&rec).iter().map(|e| e.0).collect();
@@ -492,7 +505,7 @@ fn model_selection_hands_on_the_evaluation_with_the_lowest_probe_that_kept_intac
             &format!("sophon.select={{holdout=100, tolerance={tolerance}}}"),
             "evaluation.strategies.0.epochs=1",
         ]);
-        let mut summary = experiment::Summary::default();
+        let mut summary = sophon_workbench::sophon::summary::Summary::default();
         let mut rec = Recorder::default();
         experiment::run(&config, &devices, &mut rec, &mut summary).unwrap();
         let evals = evaluations(&rec);
@@ -558,7 +571,7 @@ fn the_intactness_guard_rolls_back_and_stops() {
         "evaluation.strategies.0.epochs=1",
     ]);
     let devices = Devices::new(Device::flex());
-    let mut summary = experiment::Summary::default();
+    let mut summary = sophon_workbench::sophon::summary::Summary::default();
     let mut rec = Recorder::default();
     experiment::run(&config, &devices, &mut rec, &mut summary).unwrap();
     let s = summary.sophon.unwrap();

@@ -4,20 +4,23 @@ use burn::module::Module;
 use burn::tensor::Device;
 use sophon_workbench::config::{ExperimentConfig, Start};
 use sophon_workbench::model::Classifier;
-use sophon_workbench::sophon::experiment::{self, RunStatus, Summary};
-use sophon_workbench::sophon::train::{accuracy, pretrain};
-use sophon_workbench::sophon::{Devices, Interrupted, Monitor};
+use sophon_workbench::sophon::context::RunContext;
+use sophon_workbench::sophon::experiment;
+use sophon_workbench::sophon::measure::accuracy;
+use sophon_workbench::sophon::summary::{RunStatus, Summary};
+use sophon_workbench::sophon::train::pretrain;
+use sophon_workbench::sophon::{Devices, Interrupted, Monitor, Phase};
 
 /// Records metrics; never interrupts.
 #[derive(Default)]
 pub struct Recorder {
     pub metrics: Vec<(String, usize, f64)>,
-    pub phases: Vec<String>,
+    pub phases: Vec<Phase>,
 }
 
 impl Monitor for Recorder {
-    fn phase(&mut self, name: &str, _total: usize) {
-        self.phases.push(name.into());
+    fn phase(&mut self, phase: Phase, _total: usize) {
+        self.phases.push(phase);
     }
     fn step(&mut self, _step: usize) -> Result<(), Interrupted> {
         Ok(())
@@ -38,12 +41,15 @@ pub fn pretrained(
     let model = experiment::fresh_model(config, 10, seed, devices);
     let model = pretrain(
         model,
-        &(),
-        &original,
+        &RunContext::<Classifier> {
+            ctx: &(),
+            original: &original,
+            restricted: &original,
+            eval_batch: 200,
+            seed,
+            devices,
+        },
         &config.pretrain,
-        200,
-        seed,
-        devices,
         &mut Recorder::default(),
     )
     .unwrap();
@@ -78,12 +84,15 @@ fn a_short_pretraining_learns_the_original_domain() {
     let mut rec = Recorder::default();
     let model = pretrain(
         model,
-        &(),
-        &original,
+        &RunContext::<Classifier> {
+            ctx: &(),
+            original: &original,
+            restricted: &original,
+            eval_batch: 200,
+            seed: 1,
+            devices: &devices,
+        },
         &config.pretrain,
-        200,
-        1,
-        &devices,
         &mut rec,
     )
     .unwrap();
@@ -123,12 +132,15 @@ fn copies_for_fine_tuning_leave_batchnorm_statistics_alone() {
     let train_one_epoch = |m: Classifier| {
         pretrain(
             m,
-            &(),
-            &original,
+            &RunContext::<Classifier> {
+                ctx: &(),
+                original: &original,
+                restricted: &original,
+                eval_batch: 200,
+                seed: 1,
+                devices: &devices,
+            },
             &one_epoch,
-            200,
-            1,
-            &devices,
             &mut Recorder::default(),
         )
         .unwrap()
@@ -154,7 +166,10 @@ fn the_experiment_shows_transfer_from_the_original_model() {
     let mut rec = Recorder::default();
     experiment::run(&config, &devices, &mut rec, &mut summary).unwrap();
     assert_eq!(summary.status, RunStatus::Finished);
-    assert_eq!(rec.phases, ["loading data", "pretrain", "attack"]);
+    assert_eq!(
+        rec.phases,
+        [Phase::LoadingData, Phase::Pretrain, Phase::Attack]
+    );
     let pre = summary.pretrain.as_ref().unwrap();
     assert!(pre.scores.original > 0.6, "{pre:?}");
     let find = |s: Start| summary.attack.iter().find(|a| a.start == s).unwrap();
@@ -166,11 +181,68 @@ fn the_experiment_shows_transfer_from_the_original_model() {
         orig.per_epoch,
         scratch.per_epoch
     );
-    // The pre-trained model itself is unchanged by the attacks.
     assert!(
         rec.metrics
             .iter()
             .any(|m| m.0 == "attack/sgd-momentum/original/restricted_acc" && m.1 == 2)
+    );
+    // The attack from the original start began where the pre-trained model is.
+    assert_eq!(orig.initial, pre.scores.restricted);
+}
+
+/// An attack fine-tunes a copy: the model it starts from keeps every parameter and BatchNorm
+/// statistic, so the next attack from the same start begins where the first one did.
+#[test]
+fn an_attack_leaves_the_model_it_starts_from_unchanged() {
+    let config = small_without_sophon(&[
+        "model.kind=resnet-small",
+        "evaluation.strategies.0.epochs=1",
+    ]);
+    let devices = Devices::new(Device::flex());
+    let (_, restricted) = experiment::load_domains(&config).unwrap();
+    let model: Classifier = experiment::fresh_model(&config, 10, 1, &devices);
+    let before = crate::sophon::snapshot(&model);
+    let run = RunContext::<Classifier> {
+        ctx: &(),
+        original: &restricted,
+        restricted: &restricted,
+        eval_batch: 200,
+        seed: 1,
+        devices: &devices,
+    };
+    let strategy = &config.evaluation.strategies[0];
+    let mut step = 0;
+    let (attacked, first) = sophon_workbench::sophon::attack::fine_tune(
+        &model,
+        Start::Original,
+        strategy,
+        &run,
+        &mut Recorder::default(),
+        &mut step,
+    )
+    .unwrap();
+    assert_ne!(
+        crate::sophon::snapshot(&attacked),
+        before,
+        "the copy was trained"
+    );
+    assert_eq!(
+        crate::sophon::snapshot(&model),
+        before,
+        "the start model was not"
+    );
+    let (_, second) = sophon_workbench::sophon::attack::fine_tune(
+        &model,
+        Start::Original,
+        strategy,
+        &run,
+        &mut Recorder::default(),
+        &mut step,
+    )
+    .unwrap();
+    assert_eq!(
+        first.per_epoch, second.per_epoch,
+        "a second attack repeats the first"
     );
 }
 
@@ -201,10 +273,15 @@ fn the_ndarray_backend_trains_like_flex() {
 
 #[test]
 fn wgpu_trains_when_an_adapter_exists() {
-    // CI installs Mesa's lavapipe so that the GPU code path runs there; without any adapter
-    // this test has nothing to check.
+    // CI installs Mesa's lavapipe so that the GPU code path runs there, and sets
+    // SOPHON_REQUIRE_WGPU: there a missing adapter fails. Elsewhere it is a visible skip.
     let Some(adapter) = sophon_workbench::run::backend::probe_adapter() else {
-        eprintln!("no wgpu adapter: skipped");
+        let why = "no wgpu adapter (install mesa-vulkan-drivers for lavapipe)";
+        assert!(
+            std::env::var_os("SOPHON_REQUIRE_WGPU").is_none(),
+            "{why}, and SOPHON_REQUIRE_WGPU is set"
+        );
+        crate::skipped("training::wgpu_trains_when_an_adapter_exists", why);
         return;
     };
     let backend =

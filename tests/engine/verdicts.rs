@@ -8,7 +8,8 @@ use burn::tensor::{Device, Tensor, TensorData};
 use sophon_workbench::config::{OptimizerConfig, OptimizerKind};
 use sophon_workbench::data::rng::Rng;
 use sophon_workbench::model::Classifier;
-use sophon_workbench::sophon::fts::fts_gradient;
+use sophon_workbench::sophon::context::RunContext;
+use sophon_workbench::sophon::fts::{FtsContext, fts_gradient};
 use sophon_workbench::sophon::losses::feature_dos;
 use sophon_workbench::sophon::{Devices, experiment};
 
@@ -53,11 +54,13 @@ fn fts_gradient_sums(env: &[&str]) -> (Vec<Option<f64>>, Vec<Option<f64>>) {
     let model: Classifier = experiment::fresh_model(&config, 10, 1, &devices);
     let (grads, _) = fts_gradient(
         &model,
-        &sophon,
-        &(),
-        &restricted.train,
+        &FtsContext {
+            config: &sophon,
+            ctx: &(),
+            restricted: &restricted.train,
+            devices: &devices,
+        },
         &mut Rng::new(3),
-        &devices,
         &mut Recorder::default(),
     )
     .unwrap();
@@ -120,7 +123,7 @@ fn feature_dos_on_resnet_small_can_switch_its_units_off() {
     }
     let last = loss_of(&model).into_scalar::<f32>();
     let on =
-        sophon_workbench::sophon::train::units_on(&model, &restricted.train, 64, &devices.eval);
+        sophon_workbench::sophon::measure::units_on(&model, &restricted.train, 64, &devices.eval);
     assert!(
         last < 0.05,
         "the hinge closes (it started at {first}, now {last})"
@@ -209,15 +212,18 @@ fn selection_guard_and_probe_never_read_a_test_image() {
     let (original, restricted) = experiment::load_domains(&config).unwrap();
     let protect = |original, restricted| {
         let mut rec = Recorder::default();
-        let (_, summary) = sophon_workbench::sophon::protect::protect(
-            model.clone(),
-            &(),
+        let run = RunContext::<Classifier> {
+            ctx: &(),
             original,
             restricted,
+            eval_batch: 200,
+            seed: config.seed,
+            devices: &devices,
+        };
+        let (_, summary) = sophon_workbench::sophon::protect::protect(
+            model.clone(),
+            &run,
             &sophon,
-            200,
-            config.seed,
-            &devices,
             &mut rec,
             None,
         )
@@ -252,8 +258,9 @@ fn the_best_effort_search_never_reads_a_test_image_to_choose() {
     let (model, _) = crate::training::pretrained(&config, 1, &devices);
     let (_, restricted) = experiment::load_domains(&config).unwrap();
     let search = |restricted| {
-        let a = sophon_workbench::sophon::attack::AttackContext::<Classifier> {
+        let a = RunContext::<Classifier> {
             ctx: &(),
+            original: restricted,
             restricted,
             eval_batch: 200,
             seed: config.seed,

@@ -11,6 +11,8 @@ use egui_kittest::{Harness, HarnessBuilder};
 use sophon_workbench::app::{AppOptions, Settings, Workbench};
 use sophon_workbench::config::ExperimentConfig;
 use sophon_workbench::run::BackendChoice;
+use sophon_workbench::sophon::Phase;
+use sophon_workbench::sophon::summary::RunStatus;
 
 /// The quick preset, long enough that a test can pause it before it ends.
 fn quick_app(runs: &Path) -> Workbench {
@@ -87,7 +89,7 @@ fn start_shows_curves_then_pause_resume_and_stop_work_from_the_buttons() {
     frames_until(&mut h, "SOPHON's curves", |a| {
         a.series.get("sophon/fts_loss").is_some() && a.series.get("sophon/original_acc").is_some()
     });
-    assert_eq!(h.state().run.phase.as_deref(), Some("sophon"));
+    assert_eq!(h.state().run.phase, Some(Phase::Sophon));
     h.step();
     for series in [
         "intactness (validation)",
@@ -154,7 +156,7 @@ fn start_shows_curves_then_pause_resume_and_stop_work_from_the_buttons() {
 
     h.get_by_label("Stop").click();
     frames_until(&mut h, "the stop", |a| !a.run.active);
-    assert_eq!(h.state().run.ended.as_deref(), Some("stopped"));
+    assert_eq!(h.state().run.ended, Some(RunStatus::Stopped));
     h.step();
     assert!(
         h.query_by_label("Stopped").is_some(),
@@ -229,7 +231,7 @@ fn a_worker_error_shows_in_the_window_and_it_stays_usable() {
     h.step();
     h.get_by_label("Start").click();
     frames_until(&mut h, "the failure", |a| a.run.ended.is_some());
-    assert_eq!(h.state().run.ended.as_deref(), Some("failed"));
+    assert_eq!(h.state().run.ended, Some(RunStatus::Failed));
     let banner = h.get_by_label_contains("Error: ");
     let node = banner.accesskit_node();
     let text = format!("{:?} {:?}", node.label(), node.value());
@@ -241,6 +243,37 @@ fn a_worker_error_shows_in_the_window_and_it_stays_usable() {
         !h.get_by_label("Start").accesskit_node().is_disabled(),
         "the window stays usable"
     );
+}
+
+/// A worker thread that dies (a panic) is noticed: the run ends as failed, the banner says so
+/// with the panic's message, and Start works again with a fresh worker.
+#[test]
+fn a_worker_that_panics_is_noticed_and_shown() {
+    let runs = tempfile::tempdir().unwrap();
+    let mut app = quick_app(runs.path());
+    let (commands, _dropped) = crossbeam_channel::unbounded();
+    let (events_tx, events) = crossbeam_channel::unbounded::<sophon_workbench::run::Event>();
+    let thread = std::thread::spawn(move || {
+        let _sender = events_tx;
+        panic!("a bug in the engine");
+    });
+    app.attach_worker(sophon_workbench::run::WorkerHandle {
+        commands,
+        events,
+        thread,
+    });
+    app.run.active = true;
+    let mut h = harness(app);
+    frames_until(&mut h, "the dead worker", |a| !a.run.active);
+    assert_eq!(h.state().run.ended, Some(RunStatus::Failed));
+    let banner = h.get_by_label_contains("Error: ");
+    let node = banner.accesskit_node();
+    let text = format!("{:?} {:?}", node.label(), node.value());
+    assert!(
+        text.contains("worker thread stopped") && text.contains("a bug in the engine"),
+        "{text}"
+    );
+    assert!(!h.get_by_label("Start").accesskit_node().is_disabled());
 }
 
 struct Killed(Child);
@@ -449,7 +482,7 @@ fn a_denoising_run_shows_sample_grids_with_a_step_slider() {
         assert_eq!(c.model.kind, sophon_workbench::config::ModelKind::Unet);
         assert_eq!(
             c.sophon.as_ref().unwrap().loss,
-            sophon_workbench::sophon::config::SuppressionLoss::Dos
+            sophon_workbench::config::sophon::SuppressionLoss::Dos
         );
         c.validate().expect("the switched experiment is valid");
     }
@@ -480,7 +513,7 @@ fn a_denoising_run_shows_sample_grids_with_a_step_slider() {
     frames_until(&mut h, "the end of the run", |a| {
         a.run.ended.is_some() && a.samples.steps("sophon").len() == 3
     });
-    assert_eq!(h.state().run.ended.as_deref(), Some("finished"));
+    assert_eq!(h.state().run.ended, Some(RunStatus::Finished));
     h.step();
     assert!(
         h.query_by_label("Finished").is_some(),

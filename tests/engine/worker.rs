@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use sophon_workbench::run::folder::{read_metrics, read_summary};
 use sophon_workbench::run::{self, BackendChoice, Command, Event, OutDir, RunRequest};
-use sophon_workbench::sophon::experiment::RunStatus;
+use sophon_workbench::sophon::summary::RunStatus;
 
 use crate::training::small;
 

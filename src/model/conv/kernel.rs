@@ -248,6 +248,13 @@ pub fn backward(
     assert_eq!(dy.len(), d.batch * d.pooled());
     // Fixed chunks of images, summed in order: the gradients do not depend on how many threads
     // ran or which finished first, so a seed gives the same run on any machine.
+    let inputs = BackwardInputs {
+        x,
+        weight,
+        codes,
+        dy,
+        d,
+    };
     let chunk = |c: usize, dx: Option<&mut [f32]>| {
         let first = c * CHUNK;
         let mut acc = Partial::new(&d);
@@ -255,12 +262,12 @@ pub fn backward(
         match dx {
             Some(dx) => {
                 for (b, dx) in images.zip(dx.chunks_exact_mut(d.image())) {
-                    acc.add_image(b, x, weight, codes, dy, &d, Some(dx));
+                    acc.add_image(b, &inputs, Some(dx));
                 }
             }
             None => {
                 for b in images {
-                    acc.add_image(b, x, weight, codes, dy, &d, None);
+                    acc.add_image(b, &inputs, None);
                 }
             }
         }
@@ -290,6 +297,16 @@ pub fn backward(
     (dx, total.dw, total.db)
 }
 
+/// What the backward pass reads: the forward's input, weight and `codes`, the output gradient
+/// `dy`, and the block's dimensions.
+struct BackwardInputs<'a> {
+    x: &'a [f32],
+    weight: &'a [f32],
+    codes: &'a [u8],
+    dy: &'a [f32],
+    d: Dims,
+}
+
 /// One chunk's weight and bias gradients and its scratch buffers.
 struct Partial {
     dw: Vec<f32>,
@@ -308,17 +325,15 @@ impl Partial {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn add_image(
-        &mut self,
-        b: usize,
-        x: &[f32],
-        weight: &[f32],
-        codes: &[u8],
-        dy: &[f32],
-        d: &Dims,
-        dx: Option<&mut [f32]>,
-    ) {
+    /// Add image `b`'s weight and bias gradients, and write its input gradient into `dx`.
+    fn add_image(&mut self, b: usize, inputs: &BackwardInputs<'_>, dx: Option<&mut [f32]>) {
+        let BackwardInputs {
+            x,
+            weight,
+            codes,
+            dy,
+            d,
+        } = inputs;
         self.cols.resize(d.rows() * d.plane(), 0.0);
         self.dz.clear();
         self.dz.resize(d.c_out * d.plane(), 0.0);

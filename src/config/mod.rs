@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::sophon::config::SophonConfig;
+pub mod sophon;
+
+use sophon::SophonConfig;
 
 /// An error in an experiment description. Its message names the file or the field.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +45,42 @@ pub enum Task {
     Classification,
     /// An ε-prediction denoiser (DDPM); the test ε-MSE measures it.
     Denoising,
+}
+
+/// A task's test measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Metric {
+    /// Test accuracy: higher is better.
+    Acc,
+    /// Test ε-MSE: lower is better.
+    Mse,
+}
+
+impl Metric {
+    /// The measure of a task.
+    pub fn of(task: Task) -> Self {
+        match task {
+            Task::Classification => Metric::Acc,
+            Task::Denoising => Metric::Mse,
+        }
+    }
+
+    /// The suffix of its series and summary fields (`original_acc`, `restricted_mse`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::Acc => "acc",
+            Metric::Mse => "mse",
+        }
+    }
+
+    /// What a user reads on an axis.
+    pub fn label(self) -> &'static str {
+        match self {
+            Metric::Acc => "accuracy",
+            Metric::Mse => "ε-MSE",
+        }
+    }
 }
 
 impl Task {
@@ -1051,7 +1089,7 @@ impl ExperimentConfig {
             ));
         }
         if let Some(s) = &self.sophon {
-            let losses = crate::sophon::config::SuppressionLoss::for_task(self.task);
+            let losses = sophon::SuppressionLoss::for_task(self.task);
             if !losses.contains(&s.loss) {
                 let names: Vec<&str> = losses.iter().map(|l| l.name()).collect();
                 return Err(invalid(

@@ -1,11 +1,11 @@
-//! The `[sophon]` section of a preset: every knob of SOPHON.md.
+//! The `[sophon]` section of a preset: every knob of SOPHON (docs/algorithm.md, docs/reference.md).
 
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::task::Metric;
-use crate::config::{ConfigError, OptimizerConfig, OptimizerKind, Task, batch_size, invalid};
+use super::Metric;
+use super::{ConfigError, OptimizerConfig, OptimizerKind, Task, batch_size, invalid};
 
 /// The suppression loss L_α minimised on the query part of each simulated fine-tuning step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,6 +108,17 @@ pub struct ProbeConfig {
     pub optimizer: OptimizerConfig,
     pub steps: usize,
     pub batch_size: usize,
+}
+
+/// A short SGD-momentum fine-tune (lr 1e-2, 20 steps of 64 images).
+impl Default for ProbeConfig {
+    fn default() -> Self {
+        Self {
+            optimizer: OptimizerConfig::new(OptimizerKind::SgdMomentum, 1e-2),
+            steps: 20,
+            batch_size: 64,
+        }
+    }
 }
 
 /// Model selection: hand on the best evaluated model instead of the last one. SOPHON's outer
@@ -250,6 +261,34 @@ pub struct SophonConfig {
     /// its `checkpoints/protected.bpk`) and go straight to the attacker evaluation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub load: Option<PathBuf>,
+}
+
+/// A small classification run: 100 outer iterations of ICE with the reference simulated
+/// attacker, loops 1 : 2, α = β = 1e-3, K = 10, evaluated every 5 (what the window starts from
+/// when SOPHON is switched on).
+impl Default for SophonConfig {
+    fn default() -> Self {
+        Self {
+            outer_iterations: 100,
+            fts_loops: 1,
+            ntr_loops: 2,
+            alpha: 1e-3,
+            beta: 1e-3,
+            inner_steps: 10,
+            loss: SuppressionLoss::Ice,
+            clip: 0.5,
+            environments: vec![Environment::reference()],
+            draw_environment: false,
+            ntr_batch_size: 64,
+            eval_every: 5,
+            probe: ProbeConfig::default(),
+            guard: None,
+            checkpoint_every: 0,
+            select: None,
+            on_divergence: DivergencePolicy::default(),
+            load: None,
+        }
+    }
 }
 
 fn default_clip() -> f64 {

@@ -1,0 +1,269 @@
+//! Helper threads: file dialogs, preset and run-folder reads, previews, file writes. Each runs
+//! off the frame and answers with a [`Reply`] over a channel that [`Workbench::logic`] drains.
+
+use std::path::{Path, PathBuf};
+
+use super::Workbench;
+use super::preview::{Preview, PreviewData, PreviewState, load_preview};
+use super::runs::{self, RunEntry};
+use super::series::SeriesStore;
+use super::setup::{self, PickTarget, Side};
+use crate::config::{DataSource, ExperimentConfig};
+use crate::run;
+
+/// Answers from helper threads.
+pub(super) enum Reply {
+    Picked(PickTarget, Option<PathBuf>),
+    /// A preset read and validated on a helper thread (`None`: the dialog was cancelled).
+    OpenedPreset(Option<(PathBuf, Result<Box<ExperimentConfig>, String>)>),
+    SavePresetTo(Option<PathBuf>),
+    ExportCsvTo(Option<PathBuf>),
+    ExportPngTo(Option<PathBuf>),
+    Screenshot(std::sync::Arc<egui::ColorImage>),
+    Preview(Side, DataSource, Result<PreviewData, String>),
+    Runs(Vec<RunEntry>),
+    RunOpened(Result<Box<RunEntry>, String>),
+    RunSeries(PathBuf, Result<SeriesStore, String>),
+    Done(String),
+    Error(String),
+    /// A dialog closed without a choice.
+    Cancelled,
+}
+
+impl Workbench {
+    pub(super) fn spawn<F: FnOnce() -> Reply + Send + 'static>(&self, ctx: &egui::Context, job: F) {
+        let tx = self.replies.0.clone();
+        let ctx = ctx.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(job());
+            ctx.request_repaint();
+        });
+    }
+
+    pub(super) fn dialog<F: FnOnce(Option<PathBuf>) -> Reply + Send + 'static>(
+        &mut self,
+        ctx: &egui::Context,
+        dialog: rfd::AsyncFileDialog,
+        save: bool,
+        folder: bool,
+        reply: F,
+    ) {
+        if self.busy_dialog {
+            return;
+        }
+        self.busy_dialog = true;
+        self.spawn(ctx, move || {
+            let picked = futures_lite::future::block_on(async move {
+                if save {
+                    dialog.save_file().await
+                } else if folder {
+                    dialog.pick_folder().await
+                } else {
+                    dialog.pick_file().await
+                }
+            });
+            reply(picked.map(|h| h.path().to_path_buf()))
+        });
+    }
+
+    /// Write `bytes` to `path` atomically on a helper thread; the outcome comes back as a
+    /// notice or an error naming the file.
+    pub(super) fn write_file(
+        &self,
+        ctx: &egui::Context,
+        path: PathBuf,
+        bytes: Vec<u8>,
+        verb: &'static str,
+    ) {
+        self.spawn(ctx, move || {
+            match run::folder::write_atomic(&path, &bytes) {
+                Ok(()) => Reply::Done(format!("{verb} {}", path.display())),
+                Err(e) => Reply::Error(format!("{}: cannot write: {e}", path.display())),
+            }
+        });
+    }
+
+    pub(super) fn refresh_runs(&mut self) {
+        let base = self.runs_dir.clone();
+        let (tx, _) = &self.replies;
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(Reply::Runs(runs::scan(&base)));
+        });
+    }
+
+    pub(super) fn handle_replies(&mut self, ctx: &egui::Context) {
+        while let Ok(reply) = self.replies.1.try_recv() {
+            match reply {
+                Reply::Picked(target, path) => {
+                    self.busy_dialog = false;
+                    if let Some(p) = path {
+                        setup::apply_pick(&mut self.config, &target, p);
+                    }
+                }
+                Reply::OpenedPreset(opened) => {
+                    self.busy_dialog = false;
+                    match opened {
+                        Some((path, Ok(config))) => {
+                            // Opened: the path field empties (on an error it keeps the text to fix).
+                            self.preset_path_text.clear();
+                            self.config = *config;
+                            self.origin = path.display().to_string();
+                            self.settings.preset_path = Some(path);
+                            self.error = None;
+                        }
+                        Some((_, Err(e))) => self.error = Some(e),
+                        None => {}
+                    }
+                }
+                Reply::SavePresetTo(path) => {
+                    self.busy_dialog = false;
+                    if let Some(p) = path {
+                        let text = self.config.to_toml();
+                        let target = p.clone();
+                        self.settings.preset_path = Some(p.clone());
+                        self.origin = p.display().to_string();
+                        self.write_file(ctx, target, text.into_bytes(), "saved");
+                    }
+                }
+                Reply::ExportCsvTo(path) => {
+                    self.busy_dialog = false;
+                    if let Some(p) = path {
+                        let csv = self.series.to_csv();
+                        self.write_file(ctx, p, csv.into_bytes(), "exported");
+                    }
+                }
+                Reply::ExportPngTo(path) => {
+                    self.busy_dialog = false;
+                    if let Some(p) = path {
+                        self.png_target = Some(p);
+                        let tx = self.replies.0.clone();
+                        let repaint = ctx.clone();
+                        ctx.request_screenshot(move |image| {
+                            let _ = tx.send(Reply::Screenshot(image));
+                            repaint.request_repaint();
+                        });
+                    }
+                }
+                Reply::Screenshot(image) => {
+                    if let Some(p) = self.png_target.take() {
+                        self.spawn(ctx, move || match save_png(&p, &image) {
+                            Ok(()) => Reply::Done(format!("exported {}", p.display())),
+                            Err(e) => Reply::Error(e),
+                        });
+                    }
+                }
+                Reply::Preview(side, source, result) => {
+                    if let Some(p) = &mut self.previews[side as usize]
+                        && p.source == source
+                    {
+                        p.state = PreviewState::arrived(ctx, side, result);
+                    }
+                }
+                Reply::Runs(mut list) => {
+                    // Keep overlays and loaded curves across refreshes.
+                    for r in &mut list {
+                        if let Some(old) = self.runs.iter_mut().find(|o| o.dir == r.dir) {
+                            r.overlay = old.overlay;
+                            r.series = old.series.take();
+                        }
+                    }
+                    let extra: Vec<RunEntry> = self
+                        .runs
+                        .drain(..)
+                        .filter(|o| {
+                            !list.iter().any(|r| r.dir == o.dir)
+                                && !o.dir.starts_with(&self.runs_dir)
+                        })
+                        .collect();
+                    list.extend(extra);
+                    self.runs = list;
+                }
+                Reply::RunOpened(Ok(entry)) => {
+                    self.busy_dialog = false;
+                    if !self.runs.iter().any(|r| r.dir == entry.dir) {
+                        self.runs.push(*entry);
+                    }
+                }
+                Reply::RunOpened(Err(e)) | Reply::Error(e) => {
+                    self.busy_dialog = false;
+                    self.error = Some(e);
+                }
+                Reply::RunSeries(dir, result) => match result {
+                    Ok(store) => {
+                        if let Some(r) = self.runs.iter_mut().find(|r| r.dir == dir) {
+                            r.series = Some(store);
+                        }
+                    }
+                    Err(e) => self.error = Some(e),
+                },
+                Reply::Cancelled => self.busy_dialog = false,
+                Reply::Done(msg) => {
+                    self.push_log(msg.clone());
+                    self.notice = Some(msg);
+                }
+            }
+        }
+    }
+
+    /// Read a preset on a helper thread; it replaces the experiment when it is valid.
+    pub(super) fn open_preset(&mut self, ctx: &egui::Context, path: PathBuf) {
+        self.spawn(ctx, move || Reply::OpenedPreset(Some(read_preset(path))));
+    }
+
+    /// Start loading thumbnails of a data source when it changed.
+    pub(super) fn ensure_preview(&mut self, ctx: &egui::Context, side: Side) {
+        let source = match side {
+            Side::Original => self.config.original.clone(),
+            Side::Restricted => self.config.restricted.clone(),
+        };
+        if self.previews[side as usize]
+            .as_ref()
+            .is_some_and(|p| p.source == source)
+        {
+            return;
+        }
+        let field = side.field();
+        let invalid = self
+            .validation()
+            .filter(|e| e.field.starts_with(field))
+            .map(|e| e.message);
+        self.previews[side as usize] = Some(Preview {
+            source: source.clone(),
+            state: match &invalid {
+                Some(m) => PreviewState::Failed(m.clone()),
+                None => PreviewState::Loading,
+            },
+        });
+        if invalid.is_some() {
+            return;
+        }
+        let input = self.config.input.clone();
+        let seed = self.config.seed;
+        self.spawn(ctx, move || {
+            let result = load_preview(&source, &input, seed);
+            Reply::Preview(side, source, result)
+        });
+    }
+}
+
+/// Read and validate a preset file (on a helper thread).
+pub(super) fn read_preset(path: PathBuf) -> (PathBuf, Result<Box<ExperimentConfig>, String>) {
+    let result = ExperimentConfig::load(&path, &[])
+        .map(Box::new)
+        .map_err(|e| e.to_string());
+    (path, result)
+}
+
+/// Encode a screenshot as PNG and write it atomically.
+fn save_png(path: &Path, image: &egui::ColorImage) -> Result<(), String> {
+    let [w, h] = image.size;
+    let bytes: Vec<u8> = image.pixels.iter().flat_map(|c| c.to_array()).collect();
+    let img = image::RgbaImage::from_raw(w as u32, h as u32, bytes)
+        .ok_or_else(|| format!("{}: screenshot has the wrong size", path.display()))?;
+    let mut buf = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut buf, image::ImageFormat::Png)
+        .map_err(|e| format!("{}: cannot encode PNG: {e}", path.display()))?;
+    run::folder::write_atomic(path, buf.get_ref())
+        .map_err(|e| format!("{}: cannot write: {e}", path.display()))
+}

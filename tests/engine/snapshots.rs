@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use egui_kittest::kittest::Queryable;
 use egui_kittest::{Harness, HarnessBuilder, SnapshotOptions};
-use sophon_workbench::app::{AppOptions, Settings, Workbench};
+use sophon_workbench::app::Workbench;
 use sophon_workbench::config::ExperimentConfig;
-use sophon_workbench::run::{BackendChoice, Event, MetricPoint, WorkerHandle};
+use sophon_workbench::run::{Event, MetricPoint, WorkerHandle};
 use sophon_workbench::sophon::Phase;
 use sophon_workbench::sophon::series;
 
@@ -23,15 +23,7 @@ const STATUS_BAR: u32 = 30;
 /// A window on `preset` (built in), writing run folders into `runs`.
 fn app(preset: &str, name: &str, runs: &Path) -> Workbench {
     let config = ExperimentConfig::from_toml(preset, name, &[]).unwrap();
-    let settings = Settings {
-        backend: BackendChoice::Flex,
-        ..Settings::default()
-    };
-    let options = AppOptions {
-        runs_dir: Some(runs.to_path_buf()),
-        ..AppOptions::default()
-    };
-    Workbench::new(config, format!("built-in {name}"), settings, &options)
+    crate::window::app_on(config, &format!("built-in {name}"), runs)
 }
 
 fn harness(app: Workbench) -> Harness<'static, Workbench> {

@@ -3,6 +3,7 @@
 use burn::module::Module;
 use burn::tensor::Device;
 use sophon_workbench::config::{ExperimentConfig, Start};
+use sophon_workbench::data::Domain;
 use sophon_workbench::model::Classifier;
 use sophon_workbench::sophon::context::RunContext;
 use sophon_workbench::sophon::experiment;
@@ -36,24 +37,29 @@ pub fn pretrained(
     config: &ExperimentConfig,
     seed: u64,
     devices: &Devices,
-) -> (Classifier, sophon_workbench::data::Domain) {
+) -> (Classifier, Domain) {
     let (original, _) = experiment::load_domains(config).unwrap();
     let model = experiment::fresh_model(config, 10, seed, devices);
     let model = pretrain(
         model,
-        &RunContext::<Classifier> {
-            ctx: &(),
-            original: &original,
-            restricted: &original,
-            eval_batch: 200,
-            seed,
-            devices,
-        },
+        &on(&original, seed, devices),
         &config.pretrain,
         &mut Recorder::default(),
     )
     .unwrap();
     (model, original)
+}
+
+/// The setting of a classifier test on one domain (as both domains), evaluation batch 200.
+pub fn on<'a>(domain: &'a Domain, seed: u64, devices: &'a Devices) -> RunContext<'a, Classifier> {
+    RunContext {
+        ctx: &(),
+        original: domain,
+        restricted: domain,
+        eval_batch: 200,
+        seed,
+        devices,
+    }
 }
 
 /// The quick preset without its `[sophon]` section: pre-training and attacks only.
@@ -84,14 +90,7 @@ fn a_short_pretraining_learns_the_original_domain() {
     let mut rec = Recorder::default();
     let model = pretrain(
         model,
-        &RunContext::<Classifier> {
-            ctx: &(),
-            original: &original,
-            restricted: &original,
-            eval_batch: 200,
-            seed: 1,
-            devices: &devices,
-        },
+        &on(&original, 1, &devices),
         &config.pretrain,
         &mut rec,
     )
@@ -132,14 +131,7 @@ fn copies_for_fine_tuning_leave_batchnorm_statistics_alone() {
     let train_one_epoch = |m: Classifier| {
         pretrain(
             m,
-            &RunContext::<Classifier> {
-                ctx: &(),
-                original: &original,
-                restricted: &original,
-                eval_batch: 200,
-                seed: 1,
-                devices: &devices,
-            },
+            &on(&original, 1, &devices),
             &one_epoch,
             &mut Recorder::default(),
         )
@@ -202,25 +194,22 @@ fn an_attack_leaves_the_model_it_starts_from_unchanged() {
     let (_, restricted) = experiment::load_domains(&config).unwrap();
     let model: Classifier = experiment::fresh_model(&config, 10, 1, &devices);
     let before = crate::sophon::snapshot(&model);
-    let run = RunContext::<Classifier> {
-        ctx: &(),
-        original: &restricted,
-        restricted: &restricted,
-        eval_batch: 200,
-        seed: 1,
-        devices: &devices,
-    };
+    let run = on(&restricted, 1, &devices);
     let strategy = &config.evaluation.strategies[0];
     let mut step = 0;
-    let (attacked, first) = sophon_workbench::sophon::attack::fine_tune(
-        &model,
-        Start::Original,
-        strategy,
-        &run,
-        &mut Recorder::default(),
-        &mut step,
-    )
-    .unwrap();
+    let mut attack = || {
+        sophon_workbench::sophon::attack::fine_tune(
+            &model,
+            Start::Original,
+            strategy,
+            &run,
+            &mut Recorder::default(),
+            &mut step,
+        )
+        .unwrap()
+    };
+    let (attacked, first) = attack();
+    let (_, second) = attack();
     assert_ne!(
         crate::sophon::snapshot(&attacked),
         before,
@@ -231,15 +220,6 @@ fn an_attack_leaves_the_model_it_starts_from_unchanged() {
         before,
         "the start model was not"
     );
-    let (_, second) = sophon_workbench::sophon::attack::fine_tune(
-        &model,
-        Start::Original,
-        strategy,
-        &run,
-        &mut Recorder::default(),
-        &mut step,
-    )
-    .unwrap();
     assert_eq!(
         first.per_epoch, second.per_epoch,
         "a second attack repeats the first"

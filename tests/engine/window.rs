@@ -25,6 +25,11 @@ fn quick_app(runs: &Path) -> Workbench {
         ],
     )
     .unwrap();
+    app_on(config, "quick", runs)
+}
+
+/// A window on `config` (the flex backend), writing its run folders into `runs`.
+pub fn app_on(config: ExperimentConfig, origin: &str, runs: &Path) -> Workbench {
     let settings = Settings {
         backend: BackendChoice::Flex,
         ..Settings::default()
@@ -33,7 +38,7 @@ fn quick_app(runs: &Path) -> Workbench {
         runs_dir: Some(runs.to_path_buf()),
         ..AppOptions::default()
     };
-    Workbench::new(config, "quick".into(), settings, &options)
+    Workbench::new(config, origin.into(), settings, &options)
 }
 
 fn harness(app: Workbench) -> Harness<'static, Workbench> {

@@ -16,10 +16,10 @@ use crate::sophon::summary::RunStatus;
 use crate::sophon::verdict::{Verdict, VerdictStatus};
 
 impl Workbench {
-    /// One frame of the whole window.
+    /// One frame of the whole window: draw every panel from the state, then apply what they
+    /// asked for. [`Workbench::logic`] runs before it (eframe's `App::logic`).
     pub fn show(&mut self, ui: &mut Ui) {
         let ctx = ui.ctx().clone();
-        self.logic(&ctx);
         let mut commands = Vec::new();
         egui::Panel::top("menu").show(ui, |ui| commands.extend(self.toolbar_ui(ui)));
         egui::Panel::bottom("status").show(ui, |ui| self.status_ui(ui));

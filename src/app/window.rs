@@ -15,6 +15,11 @@ pub struct WorkbenchApp {
 }
 
 impl eframe::App for WorkbenchApp {
+    /// Before each frame (and while the window is hidden): replies and worker events.
+    fn logic(&mut self, ctx: &egui::Context, _frame: &mut eframe::Frame) {
+        self.bench.logic(ctx);
+    }
+
     fn ui(&mut self, ui: &mut Ui, frame: &mut eframe::Frame) {
         if let Some(cpu) = frame.info().cpu_usage {
             let ms = &mut self.bench.frame_ms;

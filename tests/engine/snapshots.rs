@@ -29,7 +29,14 @@ fn app(preset: &str, name: &str, runs: &Path) -> Workbench {
 fn harness(app: Workbench) -> Harness<'static, Workbench> {
     HarnessBuilder::default()
         .with_size(egui::Vec2::from(SIZE))
-        .build_ui_state(|ui, app: &mut Workbench| app.show(ui), app)
+        .build_ui_state(
+            |ui, app: &mut Workbench| {
+                // As eframe does: the logic, then the frame.
+                app.logic(ui.ctx());
+                app.show(ui);
+            },
+            app,
+        )
 }
 
 /// Step frames until `done` holds (helper threads and the worker run meanwhile).

@@ -33,11 +33,7 @@ impl Monitor for Recorder {
 }
 
 /// A fresh model (seeded) pre-trained on the config's original domain, and that domain.
-pub fn pretrained(
-    config: &ExperimentConfig,
-    seed: u64,
-    devices: &Devices,
-) -> (Classifier, Domain) {
+pub fn pretrained(config: &ExperimentConfig, seed: u64, devices: &Devices) -> (Classifier, Domain) {
     let (original, _) = experiment::load_domains(config).unwrap();
     let model = experiment::fresh_model(config, 10, seed, devices);
     let model = pretrain(

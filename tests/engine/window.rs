@@ -48,7 +48,14 @@ fn harness(app: Workbench) -> Harness<'static, Workbench> {
 fn harness_of_height(app: Workbench, height: f32) -> Harness<'static, Workbench> {
     HarnessBuilder::default()
         .with_size(egui::vec2(1400.0, height))
-        .build_ui_state(|ui, app: &mut Workbench| app.show(ui), app)
+        .build_ui_state(
+            |ui, app: &mut Workbench| {
+                // As eframe does: the logic, then the frame.
+                app.logic(ui.ctx());
+                app.show(ui);
+            },
+            app,
+        )
 }
 
 /// Step frames until `done` holds (the worker runs on its own thread meanwhile).

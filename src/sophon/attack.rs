@@ -221,12 +221,8 @@ impl<M: Protectable> AttackRun<M> {
                     .model
                     .take()
                     .expect("the model is back after every step");
-                let mut trainer = Trainer::<M> {
-                    optim: &mut self.optim,
-                    lr: self.strategy.optimizer.lr,
-                    ctx: a.ctx,
-                    device: &a.devices.train,
-                };
+                let lr = self.strategy.optimizer.lr;
+                let mut trainer = Trainer::on(a, &mut self.optim, lr);
                 let (m, loss) = trainer.step(model, &a.restricted.train, &idx, &mut rng);
                 self.model = Some(m);
                 *step += 1;

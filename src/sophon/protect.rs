@@ -112,12 +112,7 @@ pub fn probe<M: Protectable>(
     let (restricted, devices) = (run.restricted, run.devices);
     let mut copy = model.attacker_copy(Layers::All, &devices.train);
     let mut optim = super::optim::build(&config.optimizer);
-    let mut trainer = Trainer::<M> {
-        optim: &mut optim,
-        lr: config.optimizer.lr,
-        ctx: run.ctx,
-        device: &devices.train,
-    };
+    let mut trainer = Trainer::on(run, &mut optim, config.optimizer.lr);
     let mut rng = Rng::from_keys(&[run.seed, 0x50_52_4F_42, iteration as u64]);
     for k in 1..=config.steps {
         let idx = sample_batch(restricted.train.len(), config.batch_size, &mut rng);
@@ -314,12 +309,7 @@ pub fn protect<M: Protectable>(
                 break;
             }
             let idx = sample_batch(original.train.len(), config.ntr_batch_size, &mut rng);
-            let mut trainer = Trainer::<M> {
-                optim: &mut ntr_optim,
-                lr: p.beta,
-                ctx: run.ctx,
-                device: &devices.train,
-            };
+            let mut trainer = Trainer::on(run, &mut ntr_optim, p.beta);
             let (m, loss) = trainer.step(model, &original.train, &idx, &mut rng);
             model = m;
             match finite(loss, "sophon", it, "ntr_loss") {

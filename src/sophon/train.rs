@@ -24,7 +24,17 @@ pub struct Trainer<'a, M: Protectable> {
     pub device: &'a Device,
 }
 
-impl<M: Protectable> Trainer<'_, M> {
+impl<'a, M: Protectable> Trainer<'a, M> {
+    /// A trainer of `optim` at `lr` on `run`'s task context and training device.
+    pub fn on(run: &RunContext<'a, M>, optim: &'a mut ModuleOptimizer, lr: f64) -> Self {
+        Self {
+            optim,
+            lr,
+            ctx: run.ctx,
+            device: &run.devices.train,
+        }
+    }
+
     /// One gradient step of the task's loss on `idx` of `set`; returns the updated model and
     /// the batch loss.
     pub fn step(&mut self, model: M, set: &ImageSet, idx: &[usize], rng: &mut Rng) -> (M, f64) {
@@ -47,12 +57,7 @@ pub fn pretrain<M: Protectable>(
 ) -> Result<M, Halt> {
     let (original, seed) = (run.original, run.seed);
     let mut optim = super::optim::build(&config.optimizer);
-    let mut trainer = Trainer::<M> {
-        optim: &mut optim,
-        lr: config.optimizer.lr,
-        ctx: run.ctx,
-        device: &run.devices.train,
-    };
+    let mut trainer = Trainer::on(run, &mut optim, config.optimizer.lr);
     let per_epoch = original.train.len().div_ceil(config.batch_size);
     monitor.phase(Phase::Pretrain, per_epoch * config.epochs);
     let metric = M::METRIC.name();

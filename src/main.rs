@@ -101,6 +101,10 @@ struct Cli {
     /// Window: press Start as soon as it opens (for demos).
     #[arg(long)]
     run_on_start: bool,
+    /// Window: presenter mode (larger type, the setup folded away, the run waiting for *Next*
+    /// at each phase, the Explain panel narrating); e.g. `--preset presets/lesson.toml --present`.
+    #[arg(long)]
+    present: bool,
     /// Window: where run folders are written and listed.
     #[arg(long, default_value = "runs")]
     runs_dir: PathBuf,
@@ -186,12 +190,19 @@ enum Cmd {
     },
     /// Show the compute backends and what `auto` picks here.
     Backends,
-    /// Print the sweep table (verdicts, mean ± sd over the runs) for run folders already written,
-    /// e.g. `report runs/default-seed*`.
+    /// The one-page report of each run folder (`report.png` and `report.svg` in it: the verdict,
+    /// the curves, the attack plots, a denoiser's sample grids), and the sweep table (verdicts,
+    /// mean ± sd over the runs), e.g. `report runs/lesson-seed*`.
     Report {
         /// Run folders (each with a summary.json).
         #[arg(required = true)]
         dirs: Vec<PathBuf>,
+        /// Write the page here instead (one run folder only); the SVG goes beside it.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Only print the table; draw no page.
+        #[arg(long)]
+        table_only: bool,
     },
 }
 
@@ -203,12 +214,25 @@ fn parse_axis(s: &str) -> Result<Axis, run::sweep::SweepError> {
     Axis::parse(s)
 }
 
-/// The sweep table of existing run folders, named by their experiment names.
-fn report(dirs: &[PathBuf]) -> Result<()> {
+/// The one-page report of each run folder, then the sweep table of them all, named by their
+/// experiment names.
+fn report(dirs: &[PathBuf], out: Option<&PathBuf>, table_only: bool) -> Result<()> {
+    if out.is_some() && (dirs.len() != 1 || table_only) {
+        bail!("--out names one page: give exactly one run folder, without --table-only");
+    }
     let mut runs = Vec::new();
     for dir in dirs {
         let summary = run::folder::read_summary(dir)
             .with_context(|| format!("{}: not a run folder", dir.display()))?;
+        if !table_only {
+            let png = out.cloned().unwrap_or_else(|| dir.join("report.png"));
+            let written = run::report::write_report(dir, &png)?;
+            println!(
+                "wrote {} and {}",
+                written.png.display(),
+                written.svg.display()
+            );
+        }
         runs.push((summary.name.clone(), summary));
     }
     println!("{}", run::sweep::report(&runs));
@@ -268,7 +292,11 @@ fn main() -> ExitCode {
                 run_headless(config, backend, Some(OutDir::Exact(dir)), true).map(|_| ())
             }),
         Some(Cmd::Backends) => show_backends(),
-        Some(Cmd::Report { dirs }) => report(&dirs),
+        Some(Cmd::Report {
+            dirs,
+            out,
+            table_only,
+        }) => report(&dirs, out.as_ref(), table_only),
         Some(Cmd::Bench { backend, k, iters }) => bench(backend, k, iters),
         Some(Cmd::Preview { preset, out, set }) => ExperimentConfig::load(&preset, &set)
             .map_err(anyhow::Error::from)
@@ -278,6 +306,7 @@ fn main() -> ExitCode {
             run_on_start: cli.run_on_start,
             runs_dir: Some(cli.runs_dir),
             stress_points: cli.stress_points,
+            present: cli.present,
         })
         .map_err(anyhow::Error::msg),
     };
@@ -519,7 +548,7 @@ fn run_headless(
                 )),
                 Event::Log(line) => say(line),
                 // (Said in the log line that comes with it.)
-                Event::Diverged(_) | Event::Paused | Event::Resumed => {}
+                Event::Diverged(_) | Event::WaitingAt(_) | Event::Paused | Event::Resumed => {}
                 Event::Finished(summary) => {
                     bar.finish_and_clear();
                     print_summary(&summary);

@@ -16,6 +16,8 @@ pub enum Export {
     MetricsCsv,
     /// The window itself, as PNG.
     WindowPng,
+    /// The run's one-page report (curves, attack plot, sample grids, verdict), as PNG.
+    ReportPng,
 }
 
 /// One thing a panel asks the window to do.
@@ -27,6 +29,8 @@ pub enum AppCommand {
     Resume,
     Step,
     Stop,
+    /// Presenter mode on or off.
+    Presenter(bool),
     /// Send the live knobs that changed since they were last sent.
     ApplyLive,
     /// Ask for a preset file with a dialog, then open it.

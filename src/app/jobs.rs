@@ -19,6 +19,7 @@ pub(super) enum Reply {
     SavePresetTo(Option<PathBuf>),
     ExportCsvTo(Option<PathBuf>),
     ExportPngTo(Option<PathBuf>),
+    ExportReportTo(Option<PathBuf>),
     Screenshot(std::sync::Arc<egui::ColorImage>),
     Preview(Side, DataSource, Result<PreviewData, String>),
     Runs(Vec<RunEntry>),
@@ -142,6 +143,19 @@ impl Workbench {
                         ctx.request_screenshot(move |image| {
                             let _ = tx.send(Reply::Screenshot(image));
                             repaint.request_repaint();
+                        });
+                    }
+                }
+                Reply::ExportReportTo(path) => {
+                    self.busy_dialog = false;
+                    if let (Some(p), Some(dir)) = (path, self.run.dir.clone()) {
+                        self.spawn(ctx, move || match run::report::write_report(&dir, &p) {
+                            Ok(w) => Reply::Done(format!(
+                                "exported {} and {}",
+                                w.png.display(),
+                                w.svg.display()
+                            )),
+                            Err(e) => Reply::Error(e.to_string()),
                         });
                     }
                 }

@@ -11,7 +11,10 @@ use super::jobs::{Reply, read_preset};
 use super::plots::Marker;
 use super::runs::{self, RunsAction};
 use super::setup::{SetupAction, Side};
-use super::{DRAIN_BUDGET, LOG_LINES, LiveKnobs, RunView, Tab, WORKER_REPAINT, Workbench, builtin};
+use super::{
+    DRAIN_BUDGET, LOG_LINES, LiveKnobs, PRESENTER_ZOOM, RunView, Tab, WORKER_REPAINT, Workbench,
+    builtin,
+};
 use crate::config::{ExperimentConfig, Metric};
 use crate::run::{self, Command, Event, OutDir, RunRequest};
 use crate::sophon::LiveUpdate;
@@ -24,6 +27,10 @@ impl Workbench {
     pub fn logic(&mut self, ctx: &egui::Context) {
         self.handle_replies(ctx);
         self.drain_events(ctx);
+        if self.present_on_start {
+            self.present_on_start = false;
+            self.set_presenter(ctx, true);
+        }
         if self.run_on_start {
             self.run_on_start = false;
             if self.start_blocked().is_none() {
@@ -46,6 +53,7 @@ impl Workbench {
             AppCommand::Pause => self.pause(),
             AppCommand::Resume => self.resume(),
             AppCommand::Step => self.step(),
+            AppCommand::Presenter(on) => self.set_presenter(ctx, on),
             AppCommand::Stop => self.stop(),
             AppCommand::ApplyLive => self.apply_live(),
             AppCommand::OpenPresetDialog => {
@@ -66,6 +74,15 @@ impl Workbench {
                 let (ext, file, reply): (&str, &str, fn(_) -> Reply) = match what {
                     Export::MetricsCsv => ("csv", "metrics.csv", Reply::ExportCsvTo),
                     Export::WindowPng => ("png", "curves.png", Reply::ExportPngTo),
+                    Export::ReportPng => {
+                        if self.run.active || self.run.summary.is_none() {
+                            self.error = Some(
+                                "Export report: no finished run yet; start one and let it end (or `sophon-workbench report <run folder>`)".into(),
+                            );
+                            return;
+                        }
+                        ("png", "report.png", Reply::ExportReportTo)
+                    }
                 };
                 let d = rfd::AsyncFileDialog::new()
                     .add_filter(ext.to_uppercase(), &[ext])
@@ -189,6 +206,24 @@ impl Workbench {
             resume: false,
         };
         self.send(Command::Start(Box::new(request)));
+        if self.presenter {
+            self.send(Command::StopAtPhases(true));
+        }
+    }
+
+    /// Presenter mode on or off (View → Presenter, `--present`): larger type, the setup panel
+    /// folded away, the Explain panel narrating, and a running experiment waiting for *Next* at
+    /// each phase boundary from now on.
+    pub fn set_presenter(&mut self, ctx: &egui::Context, on: bool) {
+        self.presenter = on;
+        self.settings.plots.presenter = on;
+        if on {
+            self.settings.show_explain = true;
+        }
+        ctx.set_zoom_factor(if on { PRESENTER_ZOOM } else { 1.0 });
+        if self.run.active {
+            self.send(Command::StopAtPhases(on));
+        }
     }
 
     pub fn pause(&mut self) {
@@ -286,8 +321,12 @@ impl Workbench {
             }
             Event::Samples(grid) => self.samples.push(ctx, *grid),
             Event::Log(line) => self.push_log(line),
+            Event::WaitingAt(phase) => self.run.waiting = Some(phase),
             Event::Paused => self.run.paused = true,
-            Event::Resumed => self.run.paused = false,
+            Event::Resumed => {
+                self.run.paused = false;
+                self.run.waiting = None;
+            }
             Event::Diverged(d) => {
                 // A mark on the curves where it happened (SOPHON's and the attacks' steps are
                 // outer iterations and epochs; the mark says which phase).

@@ -51,6 +51,8 @@ pub struct AppOptions {
     pub runs_dir: Option<PathBuf>,
     /// Fill the curves with this many synthetic points (to measure frame time under load).
     pub stress_points: usize,
+    /// Open in presenter mode (`--present`).
+    pub present: bool,
 }
 
 /// What the window remembers between starts (eframe persistence).
@@ -106,6 +108,8 @@ pub struct RunView {
     /// Steps per second in this phase, measured after warm-up.
     pub rate: Option<f64>,
     pub summary: Option<Summary>,
+    /// Presenter mode's phase stop the run waits at (until *Next*).
+    pub waiting: Option<Phase>,
     /// How the last run ended: finished, stopped, diverged or failed.
     pub ended: Option<RunStatus>,
     /// The divergences met so far (NaN or infinity), newest last.
@@ -182,9 +186,15 @@ pub struct Workbench {
     /// CPU time of recent frames (ms), from eframe.
     frame_ms: VecDeque<f32>,
     rss: (Instant, Option<u64>),
+    /// Presenter mode (View → Presenter): not remembered between starts.
+    pub presenter: bool,
+    /// `--present`: switch presenter mode on at the first frame (it needs the egui context).
+    present_on_start: bool,
 }
 
 const LOG_LINES: usize = 500;
+/// How much presenter mode enlarges everything (type, lines, buttons) for a projector.
+const PRESENTER_ZOOM: f32 = 1.4;
 /// Time per frame spent draining worker events.
 const DRAIN_BUDGET: Duration = Duration::from_millis(4);
 /// A worker's event asks for a frame within this time, not at once: the curves move at up to
@@ -232,6 +242,8 @@ impl Workbench {
             png_target: None,
             frame_ms: VecDeque::new(),
             rss: (Instant::now() - Duration::from_secs(10), None),
+            presenter: false,
+            present_on_start: options.present,
         };
         app.fill_stress();
         app.refresh_runs();

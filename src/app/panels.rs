@@ -23,16 +23,24 @@ impl Workbench {
         let mut commands = Vec::new();
         egui::Panel::top("menu").show(ui, |ui| commands.extend(self.toolbar_ui(ui)));
         egui::Panel::bottom("status").show(ui, |ui| self.status_ui(ui));
-        egui::Panel::left("setup")
-            .default_size(380.0)
-            .show(ui, |ui| {
-                egui::ScrollArea::vertical()
-                    .show(ui, |ui| commands.extend(self.setup_panel_ui(ui)));
-            });
+        // Presenter mode folds the setup away: the curves and the narration get the room.
+        if !self.presenter {
+            egui::Panel::left("setup")
+                .default_size(380.0)
+                .show(ui, |ui| {
+                    egui::ScrollArea::vertical()
+                        .show(ui, |ui| commands.extend(self.setup_panel_ui(ui)));
+                });
+        }
         if self.settings.show_explain {
+            let (size, max) = if self.presenter {
+                (330.0, 420.0)
+            } else {
+                (240.0, 320.0)
+            };
             egui::Panel::right("explain")
-                .default_size(240.0)
-                .max_size(320.0)
+                .default_size(size)
+                .max_size(max)
                 .show(ui, |ui| self.explain_ui(ui));
         }
         egui::CentralPanel::default_margins().show(ui, |ui| commands.extend(self.central_ui(ui)));
@@ -85,6 +93,7 @@ impl Workbench {
                     });
                     ui.separator();
                     for (label, text, name) in [
+                        ("Lesson (90 s, for teaching)", crate::LESSON_PRESET, "lesson"),
                         ("Built-in default", crate::DEFAULT_PRESET, "default"),
                         ("Built-in quick", crate::QUICK_PRESET, "quick"),
                         ("Built-in denoising", crate::DENOISE_PRESET, "denoise"),
@@ -103,6 +112,7 @@ impl Workbench {
                     for (label, what) in [
                         ("Export metrics as CSV…", Export::MetricsCsv),
                         ("Export window as PNG…", Export::WindowPng),
+                        ("Export report…", Export::ReportPng),
                     ] {
                         if ui.button(label).clicked() {
                             ui.close();
@@ -110,7 +120,32 @@ impl Workbench {
                         }
                     }
                 });
+            egui::containers::menu::MenuButton::new("View").ui(ui, |ui| {
+                let mut on = self.presenter;
+                if ui
+                    .checkbox(&mut on, "Presenter")
+                    .on_hover_text("Larger type, the setup folded away, the run waiting for Next at each phase, the Explain panel narrating")
+                    .changed()
+                {
+                    commands.push(AppCommand::Presenter(on));
+                }
+                ui.checkbox(&mut self.settings.show_explain, "Explain panel");
+            });
             ui.separator();
+            if let Some(phase) = self.run.waiting.filter(|_| self.run.active) {
+                let next = match phase {
+                    crate::sophon::Phase::Sophon => "Next: protect",
+                    _ => "Next: attack",
+                };
+                if ui
+                    .button(RichText::new(next).strong())
+                    .on_hover_text("Go on to the next phase")
+                    .clicked()
+                {
+                    commands.push(AppCommand::Resume);
+                }
+                ui.separator();
+            }
             let blocked = self.start_blocked();
             let start = ui
                 .add_enabled(blocked.is_none(), egui::Button::new("Start"))
@@ -284,6 +319,10 @@ impl Workbench {
     }
 
     fn explain_contents(&mut self, ui: &mut Ui) {
+        if self.presenter {
+            self.narration_ui(ui);
+            return;
+        }
         let (title, text) = match (&self.run.ended, self.run.active) {
             (Some(how), false) => explain::ended_text(*how),
             _ => explain::phase_text(self.run.phase.filter(|_| self.run.active)),
@@ -344,6 +383,28 @@ impl Workbench {
                     .weak(),
                 );
             }
+        }
+    }
+
+    /// Presenter mode's Explain panel: the run's story so far, with its own numbers.
+    fn narration_ui(&mut self, ui: &mut Ui) {
+        let story = explain::Story {
+            metric: self.run.metric.unwrap_or(Metric::of(self.config.task)),
+            original: self.config.original.describe(),
+            restricted: self.config.restricted.describe(),
+            series: &self.series,
+            phase: self.run.phase,
+            waiting: self.run.waiting.filter(|_| self.run.active),
+            step: self.run.step,
+            total_steps: self.run.total_steps,
+            strategy: self.settings.plots.strategy.as_deref(),
+            summary: self.run.summary.as_ref().filter(|_| !self.run.active),
+        };
+        let (title, lines) = explain::narrate(&story);
+        ui.heading(title);
+        for line in lines {
+            ui.add_space(4.0);
+            ui.label(RichText::new(line).size(15.0));
         }
     }
 

@@ -30,6 +30,9 @@ pub struct PlotSettings {
     pub smoothing: f64,
     /// The attacker strategy whose curves are shown.
     pub strategy: Option<String>,
+    /// Presenter mode: thicker lines, and the attack plot's gaps labelled (not remembered).
+    #[serde(skip)]
+    pub presenter: bool,
 }
 
 impl Default for PlotSettings {
@@ -37,7 +40,15 @@ impl Default for PlotSettings {
         Self {
             smoothing: 0.6,
             strategy: None,
+            presenter: false,
         }
+    }
+}
+
+impl PlotSettings {
+    /// How much thicker than usual lines are drawn.
+    fn thickness(&self) -> f32 {
+        if self.presenter { 2.0 } else { 1.0 }
     }
 }
 
@@ -58,6 +69,7 @@ fn draw(
     color: Color32,
     smoothing: f64,
     style: LineStyle,
+    thickness: f32,
 ) {
     let buckets = (plot.transform().frame().width() as usize).max(64);
     let raw = decimate(points, buckets);
@@ -76,12 +88,18 @@ fn draw(
         plot.line(
             Line::new(raw_name.as_str(), seg)
                 .color(raw_color)
+                .width(1.5 * thickness)
                 .style(style),
         );
     }
     if let Some(s) = smoothed {
         for seg in segments(&s) {
-            plot.line(Line::new(name, seg).color(color).width(2.0).style(style));
+            plot.line(
+                Line::new(name, seg)
+                    .color(color)
+                    .width(2.0 * thickness)
+                    .style(style),
+            );
         }
     }
 }
@@ -153,6 +171,8 @@ pub fn curves_ui(
         ui.label(format!("{} points", store.len()));
     });
     let group = Id::unique("sophon-x");
+    let thick = settings.thickness();
+    let presenter = settings.presenter;
     let height = ((ui.available_height() - 60.0) / 2.0).max(120.0);
     let width = ui.available_width() / 2.0 - 8.0;
     ui.horizontal(|ui| {
@@ -175,12 +195,12 @@ pub fn curves_ui(
                         (probe.as_str(), "probe (restricted validation)", PROBE),
                     ] {
                         if let Some(p) = store.get(series) {
-                            draw(plot, label, p, color, 0.0, LineStyle::Solid);
+                            draw(plot, label, p, color, 0.0, LineStyle::Solid, thick);
                         }
                         for o in overlays {
                             if let Some(p) = o.series.get(series) {
                                 let name = format!("{label}: {}", o.name);
-                                draw(plot, &name, p, color, 0.0, LineStyle::dashed_dense());
+                                draw(plot, &name, p, color, 0.0, LineStyle::dashed_dense(), thick);
                             }
                         }
                     }
@@ -189,7 +209,7 @@ pub fn curves_ui(
                         ("restricted", "units on (restricted validation)", PROBE),
                     ] {
                         if let Some(p) = store.get(&names::units_on(domain)) {
-                            draw(plot, label, p, color, 0.0, LineStyle::dotted_dense());
+                            draw(plot, label, p, color, 0.0, LineStyle::dotted_dense(), thick);
                         }
                     }
                     markers_on(plot, markers, cursor);
@@ -208,7 +228,7 @@ pub fn curves_ui(
                         (names::NTR_LOSS, "NTR loss", NTR),
                     ] {
                         if let Some(p) = store.get(series) {
-                            draw(plot, label, p, color, settings.smoothing, LineStyle::Solid);
+                            draw(plot, label, p, color, settings.smoothing, LineStyle::Solid, thick);
                         }
                     }
                     markers_on(plot, markers, cursor);
@@ -225,7 +245,7 @@ pub fn curves_ui(
                 .x_axis_label("training step")
                 .show(ui, |plot| {
                     if let Some(p) = store.get(names::PRETRAIN_LOSS) {
-                        draw(plot, task_loss(metric), p, NTR, settings.smoothing, LineStyle::Solid);
+                        draw(plot, task_loss(metric), p, NTR, settings.smoothing, LineStyle::Solid, thick);
                     }
                 });
         });
@@ -271,12 +291,89 @@ pub fn curves_ui(
                     ] {
                         let series = names::attack(strategy, start, metric);
                         if let Some(p) = store.get(&series) {
-                            draw(plot, &start.to_string(), p, color, 0.0, LineStyle::Solid);
+                            draw(plot, &start.to_string(), p, color, 0.0, LineStyle::Solid, thick);
                         }
+                    }
+                    if presenter {
+                        gaps_on(plot, store, strategy, metric);
                     }
                 });
         });
     });
+}
+
+/// The attack's gaps at its last epoch, labelled on the plot: protected against original (what
+/// SOPHON took away from the attacker) and protected against scratch (at or below: protected).
+fn gaps_on(plot: &mut PlotUi<'_>, store: &SeriesStore, strategy: &str, metric: Metric) {
+    let last = |start| {
+        store
+            .get(&names::attack(strategy, start, metric))
+            .and_then(|p| p.last().copied())
+    };
+    let (Some(p), Some(o)) = (last(Start::Protected), last(Start::Original)) else {
+        return;
+    };
+    if p[0] != o[0] {
+        return; // the original start's attack has not caught up yet
+    }
+    let gap = AttackGap::new(p[1], o[1], last(Start::Scratch).map(|s| s[1]), metric);
+    plot.line(
+        Line::new("gap", vec![[p[0], p[1]], [o[0], o[1]]])
+            .color(Color32::WHITE)
+            .width(2.0)
+            .style(LineStyle::dashed_loose()),
+    );
+    let at = egui_plot::PlotPoint::new(p[0] - 0.15, (p[1] + o[1]) / 2.0);
+    plot.text(
+        egui_plot::Text::new("gap label", at, egui::RichText::new(gap.label()).strong())
+            .anchor(egui::Align2::RIGHT_CENTER)
+            .color(Color32::WHITE),
+    );
+}
+
+/// The protected start's standing at the attack's end, in the attacker's favour's direction.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AttackGap {
+    /// How far the protected start ends below the original start (ε-MSE: above).
+    pub below_original: f64,
+    /// How far the protected start ends below scratch (negative: above it).
+    pub below_scratch: Option<f64>,
+    pub metric: Metric,
+}
+
+impl AttackGap {
+    pub fn new(protected: f64, original: f64, scratch: Option<f64>, metric: Metric) -> Self {
+        let below = |other: f64| match metric {
+            Metric::Acc => other - protected,
+            Metric::Mse => protected - other,
+        };
+        Self {
+            below_original: below(original),
+            below_scratch: scratch.map(below),
+            metric,
+        }
+    }
+
+    /// The plot's label, e.g. "protected 0.27 below original" and "0.02 below scratch" (an
+    /// ε-MSE: "worse than", "better than").
+    pub fn label(&self) -> String {
+        let (worse, better) = match self.metric {
+            Metric::Acc => ("below", "ABOVE"),
+            Metric::Mse => ("worse than", "BETTER than"),
+        };
+        let side = |x: f64, what: &str| {
+            if x >= 0.0 {
+                format!("{x:.2} {worse} {what}")
+            } else {
+                format!("{:.2} {better} {what}", -x)
+            }
+        };
+        let mut text = format!("protected {}", side(self.below_original, "original"));
+        if let Some(s) = self.below_scratch {
+            text.push_str(&format!("\n{}", side(s, "scratch")));
+        }
+        text
+    }
 }
 
 /// The name of the task's training loss.
@@ -284,5 +381,27 @@ fn task_loss(metric: Metric) -> &'static str {
     match metric {
         Metric::Acc => "cross-entropy",
         Metric::Mse => "ε-MSE",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_attack_gap_reads_in_the_attackers_favour_for_both_measures() {
+        let acc = AttackGap::new(0.25, 0.55, Some(0.28), Metric::Acc);
+        assert_eq!(
+            acc.label(),
+            "protected 0.30 below original\n0.03 below scratch"
+        );
+        let above = AttackGap::new(0.35, 0.55, Some(0.28), Metric::Acc);
+        assert!(
+            above.label().ends_with("0.07 ABOVE scratch"),
+            "{}",
+            above.label()
+        );
+        let mse = AttackGap::new(0.9, 0.3, None, Metric::Mse);
+        assert_eq!(mse.label(), "protected 0.60 worse than original");
     }
 }

@@ -5,6 +5,7 @@
 pub mod backend;
 pub mod folder;
 pub mod memory;
+pub mod report;
 pub mod sweep;
 pub mod worker;
 

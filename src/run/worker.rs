@@ -48,6 +48,9 @@ pub enum Command {
     Stop,
     /// Change a setting live; it applies from the next outer iteration.
     Update(LiveUpdate),
+    /// Presenter mode: when on, the run waits at each phase boundary (before SOPHON and before
+    /// the attack) until `Resume` (the window's *Next*), as if paused there.
+    StopAtPhases(bool),
 }
 
 /// Messages from the worker.
@@ -73,6 +76,9 @@ pub enum Event {
     Log(String),
     /// Something turned NaN or infinite (also a line in `metrics.jsonl`).
     Diverged(Divergence),
+    /// The run waits at the start of this phase (presenter mode's phase stop); `Paused`
+    /// follows, and `Resume` goes on.
+    WaitingAt(Phase),
     Paused,
     Resumed,
     /// The run ended on its own: `status` is `finished`, or `diverged` (the summary's
@@ -211,6 +217,8 @@ fn execute(request: RunRequest, commands: &Receiver<Command>, emit: &dyn Fn(Even
         write_error: None,
         updates: Vec::new(),
         resume: request.resume,
+        stop_at_phases: false,
+        stopping: false,
     };
     let result = experiment::run(&request.config, &devices, &mut monitor, &mut summary);
     let folder = monitor.folder;
@@ -263,6 +271,10 @@ struct ChannelMonitor<'a> {
     write_error: Option<String>,
     updates: Vec<LiveUpdate>,
     resume: bool,
+    /// Presenter mode's phase stops are on.
+    stop_at_phases: bool,
+    /// `Stop` arrived where it could not be returned (at a phase stop): the next step stops.
+    stopping: bool,
 }
 
 impl ChannelMonitor<'_> {
@@ -282,6 +294,7 @@ impl ChannelMonitor<'_> {
             }
             Command::Step => return Ok(true),
             Command::Update(u) => self.updates.push(u),
+            Command::StopAtPhases(on) => self.stop_at_phases = on,
             // A second Start while running is ignored: one run at a time.
             Command::Start(_) => {}
         }
@@ -289,12 +302,47 @@ impl ChannelMonitor<'_> {
     }
 }
 
+impl ChannelMonitor<'_> {
+    /// Presenter mode's phase stop: paused before the phase's first step until `Resume` (or
+    /// `Step`, which lets one step run); a `Stop` here stops the run at its first step.
+    fn wait_at(&mut self, phase: Phase) {
+        self.paused = true;
+        (self.emit)(Event::WaitingAt(phase));
+        (self.emit)(Event::Paused);
+        while self.paused {
+            match self
+                .commands
+                .recv()
+                .map_err(|_| Interrupted)
+                .and_then(|c| self.handle(c))
+            {
+                Ok(false) => {}
+                Ok(true) => return,
+                Err(Interrupted) => {
+                    self.stopping = true;
+                    return;
+                }
+            }
+        }
+    }
+}
+
 impl Monitor for ChannelMonitor<'_> {
     fn phase(&mut self, phase: Phase, total_steps: usize) {
         (self.emit)(Event::Phase { phase, total_steps });
+        if self.poll().is_err() {
+            self.stopping = true;
+            return;
+        }
+        if self.stop_at_phases && phase.is_stop() {
+            self.wait_at(phase);
+        }
     }
 
     fn step(&mut self, step: usize) -> Result<(), Interrupted> {
+        if self.stopping {
+            return Err(Interrupted);
+        }
         (self.emit)(Event::Progress { step });
         // A disconnected channel means nobody can ever resume or stop us: finish as stopped.
         self.poll()?;
@@ -316,6 +364,9 @@ impl Monitor for ChannelMonitor<'_> {
     }
 
     fn poll(&mut self) -> Result<(), Interrupted> {
+        if self.stopping {
+            return Err(Interrupted);
+        }
         loop {
             match self.commands.try_recv() {
                 Ok(cmd) => {

@@ -108,6 +108,12 @@ impl Phase {
         Phase::Attack,
     ];
 
+    /// A phase that starts at one of the story's boundaries (pre-trained → protect → attack),
+    /// where presenter mode waits for *Next*.
+    pub fn is_stop(self) -> bool {
+        matches!(self, Phase::Sophon | Phase::Attack)
+    }
+
     /// What the progress bar and the status bar say.
     pub fn name(self) -> &'static str {
         match self {

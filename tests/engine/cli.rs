@@ -205,6 +205,20 @@ fn sweep_runs_every_point_of_the_grid_and_tabulates_them() {
         r
     };
     assert_eq!(rows(&table), rows(&stdout), "{table}");
+    // … and draws each run's one-page report into its folder.
+    for f in &folders {
+        let png = dir.path().join(f).join("report.png");
+        assert!(
+            table.contains(&format!("wrote {}", png.display())),
+            "{table}"
+        );
+        check_report_page(&png);
+        let svg = std::fs::read_to_string(png.with_extension("svg")).unwrap();
+        assert!(
+            svg.starts_with("<svg") && svg.contains("Verdict: "),
+            "{svg:.200}"
+        );
+    }
     let err = workbench()
         .args(["report", "/no/such/run"])
         .output()
@@ -230,6 +244,41 @@ fn sweep_runs_every_point_of_the_grid_and_tabulates_them() {
         2,
         "nothing ran"
     );
+}
+
+/// A report page: its size, text in the header band, the verdict in its colour, and each
+/// attack curve's colour in the attack plot's band (what a slide shows).
+fn check_report_page(png: &std::path::Path) {
+    use sophon_workbench::run::report::{HEADER, HEIGHT, WIDTH};
+    let page = image::open(png).unwrap().to_rgb8();
+    assert_eq!(page.dimensions(), (WIDTH, HEIGHT));
+    let count = |rows: std::ops::Range<u32>, hit: &dyn Fn([u8; 3]) -> bool| {
+        rows.flat_map(|y| (0..WIDTH).map(move |x| (x, y)))
+            .filter(|&(x, y)| hit(page.get_pixel(x, y).0))
+            .count()
+    };
+    let dark = |p: [u8; 3]| p.iter().all(|&c| c < 90);
+    assert!(count(0..HEADER, &dark) > 2000, "the title and the figures");
+    let verdict_colours = [[40, 150, 80], [210, 50, 50], [130, 130, 130]];
+    assert!(
+        count(0..HEADER, &|p| verdict_colours.contains(&p)) > 300,
+        "the verdict, in its colour"
+    );
+    // The body: two rows of charts; the attack plot is the second.
+    let row = (HEIGHT - HEADER) / 2;
+    let attack = HEADER + row..HEADER + 2 * row;
+    for (what, colour) in [
+        ("protected", [210, 50, 50]),
+        ("original", [50, 100, 210]),
+        ("scratch", [130, 130, 130]),
+    ] {
+        assert!(
+            count(attack.clone(), &|p| p == colour) > 200,
+            "the attack from {what} is drawn in its colour"
+        );
+    }
+    let ink = count(HEADER..HEADER + row, &|p| p != [255, 255, 255]);
+    assert!(ink > 20_000, "the SOPHON charts are drawn ({ink} pixels)");
 }
 
 /// The verdict named in a sweep table row (the statuses may have a space).

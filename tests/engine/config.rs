@@ -1,7 +1,9 @@
 //! Experiment config: presets, overrides and validation messages that name the field.
 
 use sophon_workbench::config::{ExperimentConfig, ModelKind};
-use sophon_workbench::{DEFAULT_PRESET, DENOISE_PRESET, DENOISE_QUICK_PRESET, QUICK_PRESET};
+use sophon_workbench::{
+    DEFAULT_PRESET, DENOISE_PRESET, DENOISE_QUICK_PRESET, LESSON_PRESET, QUICK_PRESET,
+};
 
 fn quick(overrides: &[&str]) -> Result<ExperimentConfig, String> {
     let o: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
@@ -23,6 +25,7 @@ fn every_preset_in_presets_is_valid() {
         (DEFAULT_PRESET, "default"),
         (DENOISE_PRESET, "denoise"),
         (DENOISE_QUICK_PRESET, "dq"),
+        (LESSON_PRESET, "lesson"),
     ] {
         ExperimentConfig::from_toml(text, name, &[]).unwrap();
     }

@@ -621,3 +621,98 @@ fn the_draw_one_environment_box_shows_with_two_environments_and_sets_the_preset(
     h.step();
     assert!(h.state().config.sophon.as_ref().unwrap().draw_environment);
 }
+
+#[test]
+fn presenter_mode_waits_at_each_phase_for_next_and_narrates_with_the_runs_numbers() {
+    let runs = tempfile::tempdir().unwrap();
+    let config = ExperimentConfig::from_toml(
+        sophon_workbench::QUICK_PRESET,
+        "quick",
+        &["sophon.outer_iterations=20".into()],
+    )
+    .unwrap();
+    let mut h = harness(app_on(config, "quick", runs.path()));
+    h.step();
+    assert!(h.query_by_label("Experiment").is_some(), "the setup panel");
+    h.get_by_label("View").click();
+    h.run_steps(3); // the menu opens over a couple of frames
+    h.get_by_label("Presenter").click();
+    h.step();
+    h.step();
+    assert!(h.state().presenter);
+    assert!(
+        h.query_by_label("Experiment").is_none(),
+        "presenter mode folds the setup panel away"
+    );
+    assert_eq!(h.ctx.zoom_factor(), 1.4, "larger type");
+
+    h.get_by_label("Start").click();
+    frames_until(&mut h, "the stop before SOPHON", |a| {
+        a.run.waiting == Some(Phase::Sophon)
+    });
+    assert!(h.state().run.paused);
+    for _ in 0..10 {
+        h.step();
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    assert!(
+        h.state().series.get("sophon/fts_loss").is_none(),
+        "SOPHON waits for Next"
+    );
+    assert!(h.query_by_label("Pre-trained. Next: protect it").is_some());
+    let pretrained = h.state().series.get("pretrain/original_acc").unwrap();
+    let said = format!("scores {:.2} accuracy", pretrained.last().unwrap()[1]);
+    assert!(
+        h.query_by_label_contains(&said).is_some(),
+        "the narration quotes the run's own number ({said})"
+    );
+
+    h.get_by_label("Next: protect").click();
+    frames_until(&mut h, "the stop before the attack", |a| {
+        a.run.waiting == Some(Phase::Attack)
+    });
+    assert_eq!(
+        h.state().series.get("sophon/fts_loss").map(<[_]>::len),
+        Some(20),
+        "SOPHON ran every outer iteration"
+    );
+    assert!(
+        h.state().series.names().all(|n| !n.starts_with("attack/")),
+        "the attack waits for Next"
+    );
+    h.step();
+    assert!(h.query_by_label("Protected. Next: attack it").is_some());
+    assert!(h.query_by_label_contains("still scores").is_some());
+
+    h.get_by_label("Next: attack").click();
+    frames_until(&mut h, "the end of the run", |a| !a.run.active);
+    h.step();
+    assert_eq!(h.state().run.ended, Some(RunStatus::Finished));
+    assert!(h.query_by_label_contains("Finished: ").is_some());
+    let after_one = |start: &str| {
+        let series = format!("attack/sgd-momentum/{start}/restricted_acc");
+        h.state().series.get(&series).unwrap()[1][1]
+    };
+    let said = format!(
+        "After one epoch, the original model reaches {:.2} accuracy on {}; a fresh model {:.2}, the protected one {:.2}.",
+        after_one("original"),
+        h.state().config.restricted.describe(),
+        after_one("scratch"),
+        after_one("protected")
+    );
+    assert!(
+        h.query_by_label_contains(&said).is_some(),
+        "after one epoch, the scratch start's own number ({said})"
+    );
+    assert!(h.query_by_label_contains("Verdict: ").is_some());
+
+    // Presenter mode off: the setup panel is back at the usual size.
+    h.get_by_label("View").click();
+    h.run_steps(3); // the menu opens over a couple of frames
+    h.get_by_label("Presenter").click();
+    h.step();
+    h.step();
+    assert!(!h.state().presenter);
+    assert!(h.query_by_label("Experiment").is_some());
+    assert_eq!(h.ctx.zoom_factor(), 1.0);
+}

@@ -135,7 +135,7 @@ pub fn narrate(story: &Story<'_>) -> (String, Vec<String>) {
             "Pre-trained. Next: protect it".into(),
             vec![
                 format!(
-                    "The model learnt {orig}: it scores {} {m} on {orig} it has not trained on.",
+                    "The model learnt {orig}: it scores {} {m} on {orig} images it never saw in training.",
                     f(pretrained)
                 ),
                 format!(
@@ -166,7 +166,7 @@ pub fn narrate(story: &Story<'_>) -> (String, Vec<String>) {
                     story.step, story.total_steps
                 ),
                 format!(
-                    "Its {m} on {orig} it has not seen: {} so far.",
+                    "Its {m} on {orig} images it never saw in training: {} so far.",
                     f(pretrained)
                 ),
             ],

@@ -270,9 +270,15 @@ pub fn curves_ui(
                         });
                 }
             });
+            // Presenter mode labels the gap at the right end: the legend goes to the left.
+            let legend = if presenter {
+                Legend::default().position(egui_plot::Corner::LeftTop)
+            } else {
+                Legend::default()
+            };
             let plot = Plot::new(ATTACK_PLOT)
                 .height(height)
-                .legend(Legend::default())
+                .legend(legend)
                 .x_axis_label("epoch")
                 .y_axis_label(format!("restricted test {what}"))
                 .include_y(0.0);
@@ -318,14 +324,14 @@ fn gaps_on(plot: &mut PlotUi<'_>, store: &SeriesStore, strategy: &str, metric: M
     }
     let gap = AttackGap::new(p[1], o[1], last(Start::Scratch).map(|s| s[1]), metric);
     plot.line(
-        Line::new("gap", vec![[p[0], p[1]], [o[0], o[1]]])
+        Line::new("", vec![[p[0], p[1]], [o[0], o[1]]])
             .color(Color32::WHITE)
             .width(2.0)
             .style(LineStyle::dashed_loose()),
     );
     let at = egui_plot::PlotPoint::new(p[0] - 0.15, (p[1] + o[1]) / 2.0);
     plot.text(
-        egui_plot::Text::new("gap label", at, egui::RichText::new(gap.label()).strong())
+        egui_plot::Text::new("", at, egui::RichText::new(gap.label()).strong().size(15.0))
             .anchor(egui::Align2::RIGHT_CENTER)
             .color(Color32::WHITE),
     );

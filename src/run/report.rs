@@ -159,7 +159,7 @@ fn read_grids(dir: &Path, summary: &Summary) -> Vec<(String, image::RgbImage)> {
     let mut wanted = vec![
         (
             "protected-original".to_string(),
-            "protected, original".to_string(),
+            "protected, original (clean | noised | denoised)".to_string(),
         ),
         (
             "protected-restricted".into(),
@@ -170,7 +170,7 @@ fn read_grids(dir: &Path, summary: &Summary) -> Vec<(String, image::RgbImage)> {
         for start in [Start::Protected, Start::Scratch] {
             wanted.push((
                 format!("attack-{}-{start}-restricted", a.strategy),
-                format!("attacked from {start}"),
+                format!("restricted, attacked from {start}"),
             ));
         }
     }
@@ -433,7 +433,14 @@ fn draw_chart<DB: DrawingBackend>(
     chart
         .configure_mesh()
         .x_desc(x_label)
-        .x_label_formatter(&|x| format!("{x:.0}"))
+        .x_labels(((x1 - x0).round() as usize + 1).clamp(2, 11))
+        .x_label_formatter(&|x| {
+            if x.fract() == 0.0 {
+                format!("{x:.0}")
+            } else {
+                format!("{x:.1}")
+            }
+        })
         .label_style((SANS, 14))
         .light_line_style(RGBColor(235, 235, 235))
         .draw()?;

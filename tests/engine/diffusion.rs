@@ -348,4 +348,22 @@ fn the_denoising_preset_runs_headless_and_writes_its_sample_grids() {
             "{series} in metrics.jsonl"
         );
     }
+
+    // The one-page report puts the sample grids in its third band, each at least a few cells
+    // wide (scaled up), with the grid's own pixels in it.
+    use sophon_workbench::run::report::{HEADER, HEIGHT, WIDTH, render_report};
+    let page = render_report(&out).unwrap();
+    assert_eq!(page.dimensions(), (WIDTH, HEIGHT));
+    let band = HEADER + 2 * (HEIGHT - HEADER) / 3..HEIGHT;
+    let grey = band
+        .flat_map(|y| (0..WIDTH).map(move |x| (x, y)))
+        .filter(|&(x, y)| {
+            let [r, g, b] = page.get_pixel(x, y).0;
+            r == g && g == b && r < 250
+        })
+        .count();
+    assert!(
+        grey > 4 * 100 * 100,
+        "four grey-scale sample grids in the report's last band ({grey} pixels)"
+    );
 }

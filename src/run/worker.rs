@@ -300,9 +300,7 @@ impl ChannelMonitor<'_> {
         }
         Ok(false)
     }
-}
 
-impl ChannelMonitor<'_> {
     /// Presenter mode's phase stop: paused before the phase's first step until `Resume` (or
     /// `Step`, which lets one step run); a `Stop` here stops the run at its first step.
     fn wait_at(&mut self, phase: Phase) {

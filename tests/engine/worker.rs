@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use sophon_workbench::run::folder::{read_metrics, read_summary};
 use sophon_workbench::run::{self, BackendChoice, Command, Event, OutDir, RunRequest};
+use sophon_workbench::sophon::Phase;
 use sophon_workbench::sophon::summary::RunStatus;
 
 use crate::training::small;
@@ -173,4 +174,61 @@ fn a_data_error_fails_the_run_with_the_file_named() {
             _ => {}
         }
     }
+}
+
+#[test]
+fn phase_stops_wait_before_sophon_and_the_attack_and_a_stop_there_ends_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let worker = start(&out, &["sophon.outer_iterations=3"]);
+    worker.commands.send(Command::StopAtPhases(true)).unwrap();
+    // Before SOPHON: waiting, and no SOPHON step runs until Resume.
+    let mut phases = Vec::new();
+    loop {
+        match next(&worker) {
+            Event::Phase { phase, .. } => phases.push(phase),
+            Event::WaitingAt(phase) => {
+                assert_eq!(phase, Phase::Sophon);
+                break;
+            }
+            e if e.is_terminal() => panic!("ended early: {e:?}"),
+            _ => {}
+        }
+    }
+    assert_eq!(phases.last(), Some(&Phase::Sophon));
+    assert!(matches!(next(&worker), Event::Paused));
+    assert!(
+        worker
+            .events
+            .recv_timeout(Duration::from_millis(500))
+            .is_err(),
+        "nothing happens while it waits"
+    );
+    worker.commands.send(Command::Resume).unwrap();
+    let mut sophon_steps = 0;
+    loop {
+        match next(&worker) {
+            Event::Progress { .. } => sophon_steps += 1,
+            Event::WaitingAt(phase) => {
+                assert_eq!(phase, Phase::Attack);
+                break;
+            }
+            e if e.is_terminal() => panic!("ended early: {e:?}"),
+            _ => {}
+        }
+    }
+    assert_eq!(sophon_steps, 3, "every outer iteration ran after Next");
+    // A Stop at the attack's stop ends the run as stopped, no attack run.
+    worker.commands.send(Command::Stop).unwrap();
+    let summary = loop {
+        match next(&worker) {
+            Event::Stopped(s) => break s,
+            Event::Progress { .. } => panic!("no attack step after Stop"),
+            e if e.is_terminal() => panic!("{e:?}"),
+            _ => {}
+        }
+    };
+    assert_eq!(summary.status, RunStatus::Stopped);
+    assert!(summary.attack.is_empty());
+    assert_eq!(read_summary(&out).unwrap().status, RunStatus::Stopped);
 }

@@ -135,7 +135,7 @@ pub fn narrate(story: &Story<'_>) -> (String, Vec<String>) {
             "Pre-trained. Next: protect it".into(),
             vec![
                 format!(
-                    "The model learnt {orig}: it scores {} {m} on {orig} images it never saw in training.",
+                    "The model learnt {orig}: it scores {} {m} on images of {orig} it never saw in training.",
                     f(pretrained)
                 ),
                 format!(
@@ -166,7 +166,7 @@ pub fn narrate(story: &Story<'_>) -> (String, Vec<String>) {
                     story.step, story.total_steps
                 ),
                 format!(
-                    "Its {m} on {orig} images it never saw in training: {} so far.",
+                    "Its {m} on images of {orig} it never saw in training: {} so far.",
                     f(pretrained)
                 ),
             ],
@@ -315,7 +315,7 @@ mod tests {
         let (title, lines) = narrate(&s);
         assert_eq!(title, "Pre-trained. Next: protect it");
         assert!(
-            lines[0].contains("scores 0.78 accuracy on shapes"),
+            lines[0].contains("scores 0.78 accuracy on images of shapes"),
             "{lines:?}"
         );
 

@@ -93,7 +93,7 @@ impl Workbench {
                     });
                     ui.separator();
                     for (label, text, name) in [
-                        ("Lesson (90 s, for teaching)", crate::LESSON_PRESET, "lesson"),
+                        ("Lesson (75 s; protected in 2 of 4 seeds)", crate::LESSON_PRESET, "lesson"),
                         ("Built-in default", crate::DEFAULT_PRESET, "default"),
                         ("Built-in quick", crate::QUICK_PRESET, "quick"),
                         ("Built-in denoising", crate::DENOISE_PRESET, "denoise"),

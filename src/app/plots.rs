@@ -331,9 +331,16 @@ fn gaps_on(plot: &mut PlotUi<'_>, store: &SeriesStore, strategy: &str, metric: M
     );
     let at = egui_plot::PlotPoint::new(p[0] - 0.15, (p[1] + o[1]) / 2.0);
     plot.text(
-        egui_plot::Text::new("", at, egui::RichText::new(gap.label()).strong().size(15.0))
-            .anchor(egui::Align2::RIGHT_CENTER)
-            .color(Color32::WHITE),
+        egui_plot::Text::new(
+            "",
+            at,
+            egui::RichText::new(gap.label())
+                .strong()
+                .size(15.0)
+                .background_color(Color32::from_black_alpha(200)),
+        )
+        .anchor(egui::Align2::RIGHT_CENTER)
+        .color(Color32::WHITE),
     );
 }
 

@@ -196,8 +196,6 @@ fn fonts() -> Result<(), String> {
     static DONE: OnceLock<Result<(), String>> = OnceLock::new();
     DONE.get_or_init(|| {
         plotters::style::register_font(SANS, FontStyle::Normal, epaint_default_fonts::UBUNTU_LIGHT)
-            .map_err(|_| "the built-in font is not a valid font".to_string())?;
-        plotters::style::register_font(SANS, FontStyle::Bold, epaint_default_fonts::UBUNTU_LIGHT)
             .map_err(|_| "the built-in font is not a valid font".to_string())
     })
     .clone()
@@ -315,7 +313,7 @@ fn draw_header<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, page: &Page) -
     let i = &v.intactness;
     let line = format!(
         "original test {}: {:.3} pre-trained, {:.3} protected (tolerance {}).   Restricted, after each attack, final (mean): {}",
-        m_label(page.metric),
+        page.metric.label(),
         i.pretrained,
         i.protected,
         i.tolerance,
@@ -347,10 +345,6 @@ fn draw_header<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, page: &Page) -
         ))?;
     }
     Ok(())
-}
-
-fn m_label(metric: Metric) -> &'static str {
-    metric.label()
 }
 
 /// Split `text` at spaces into lines of at most `width` characters.

@@ -144,6 +144,21 @@ pub fn narrate(story: &Story<'_>) -> (String, Vec<String>) {
                 ),
             ],
         ),
+        // Without SOPHON (a preset with no [sophon]) the attack follows pre-training.
+        (Some(Phase::Attack), _) if last(&intact).is_none() => (
+            "Pre-trained. Next: attack it".into(),
+            vec![
+                format!(
+                    "The model scores {} {m} on images of {orig} it never saw in training; \
+                     nothing protects it in this run.",
+                    f(pretrained)
+                ),
+                format!(
+                    "An attacker now fine-tunes it on {restr}, and, to compare, a fresh model. \
+                     Press Next."
+                ),
+            ],
+        ),
         (Some(Phase::Attack), _) => (
             "Protected. Next: attack it".into(),
             vec![
@@ -191,10 +206,17 @@ pub fn narrate(story: &Story<'_>) -> (String, Vec<String>) {
             ],
         ),
         (_, Some(Phase::Attack)) => {
-            let mut lines = vec![format!(
-                "The attacker fine-tunes three models on {restr}: the protected one (red), the \
-                 original pre-trained one (blue) and a fresh one (grey)."
-            )];
+            let mut lines = vec![if last(&intact).is_some() {
+                format!(
+                    "The attacker fine-tunes three models on {restr}: the protected one (red), \
+                     the original pre-trained one (blue) and a fresh one (grey)."
+                )
+            } else {
+                format!(
+                    "The attacker fine-tunes two models on {restr}: the pre-trained one (blue) \
+                     and a fresh one (grey)."
+                )
+            }];
             lines.extend(attack_lines(story));
             ("The attack".into(), lines)
         }
@@ -318,6 +340,15 @@ mod tests {
             lines[0].contains("scores 0.78 accuracy on images of shapes"),
             "{lines:?}"
         );
+
+        let mut s = story(&series);
+        s.waiting = Some(Phase::Attack);
+        let (title, lines) = narrate(&s);
+        assert_eq!(
+            title, "Pre-trained. Next: attack it",
+            "no SOPHON in the run"
+        );
+        assert!(lines[0].contains("nothing protects it"), "{lines:?}");
 
         series.push("sophon/original_acc", 0.0, 0.79);
         series.push("sophon/original_acc", 50.0, 0.75);

@@ -17,7 +17,7 @@ use plotters::style::FontStyle;
 use super::folder::{MetricPoint, read_metrics, read_summary, write_atomic};
 use crate::config::{Metric, Start};
 use crate::sophon::series as names;
-use crate::sophon::summary::Summary;
+use crate::sophon::summary::{RunStatus, Summary};
 use crate::sophon::verdict::VerdictStatus;
 
 /// The page's size in pixels (16:10, for slides).
@@ -291,7 +291,12 @@ fn draw_header<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, page: &Page) -
     let title = format!("SOPHON Workbench: {} (seed {})", s.name, s.seed);
     area.draw(&Text::new(title, (24, 14), (SANS, 34).into_font()))?;
     let Some(v) = &s.verdict else {
-        let line = format!("no verdict: the run is {}", s.status.name());
+        let line = match (&s.sophon, s.status) {
+            (None, RunStatus::Finished) => {
+                "no verdict: no SOPHON in this run (pre-training and the attacks only)".to_string()
+            }
+            (_, status) => format!("no verdict: the run is {}", status.name()),
+        };
         area.draw(&Text::new(
             line,
             (24, 62),

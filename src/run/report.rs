@@ -1,7 +1,7 @@
 //! The one-page report of a finished run, for slides: the verdict, intactness and the probe,
 //! SOPHON's losses, each fixed attacker's fine-tuning curves from the three starts, and a
 //! denoiser's sample grids, drawn from the run folder alone (`summary.json`, `metrics.jsonl`,
-//! `samples/`) as a PNG and an SVG of the same page.
+//! `samples/`) as a PNG and an SVG of the same page (its sample grids framed, not drawn).
 //!
 //! Drawn with plotters (its bitmap and SVG backends); text with the font egui ships
 //! (`epaint_default_fonts`), so nothing depends on the system's fonts.
@@ -206,7 +206,7 @@ fn render(page: &Page) -> Result<image::RgbImage, String> {
     let mut buffer = vec![255u8; (WIDTH * HEIGHT * 3) as usize];
     {
         let root = BitMapBackend::with_buffer(&mut buffer, (WIDTH, HEIGHT)).into_drawing_area();
-        draw_page(&root, page).map_err(|e| e.to_string())?;
+        draw_page(&root, page, true).map_err(|e| e.to_string())?;
         root.present().map_err(|e| e.to_string())?;
     }
     image::RgbImage::from_raw(WIDTH, HEIGHT, buffer)
@@ -218,7 +218,7 @@ fn render_svg(page: &Page) -> Result<String, String> {
     let mut text = String::new();
     {
         let root = SVGBackend::with_string(&mut text, (WIDTH, HEIGHT)).into_drawing_area();
-        draw_page(&root, page).map_err(|e| e.to_string())?;
+        draw_page(&root, page, false).map_err(|e| e.to_string())?;
         root.present().map_err(|e| e.to_string())?;
     }
     Ok(text)
@@ -226,7 +226,14 @@ fn render_svg(page: &Page) -> Result<String, String> {
 
 type Drawn<DB> = Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
 
-fn draw_page<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, page: &Page) -> Drawn<DB> {
+/// Draw the page. `bitmaps`: draw the sample grids' pixels (the PNG); the SVG gets a framed
+/// placeholder instead, since plotters writes a bitmap into SVG one rectangle per pixel (16 MB
+/// for a denoiser's four grids).
+fn draw_page<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    page: &Page,
+    bitmaps: bool,
+) -> Drawn<DB> {
     root.fill(&WHITE)?;
     let (header, body) = root.split_vertically(HEADER);
     draw_header(&header, page)?;
@@ -280,7 +287,7 @@ fn draw_page<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, page: &Page) -> 
     if grids {
         let cells = body_rows[2].split_evenly((1, page.grids.len()));
         for (area, (caption, image)) in cells.iter().zip(&page.grids) {
-            draw_grid(area, caption, image)?;
+            draw_grid(area, caption, image, bitmaps)?;
         }
     }
     Ok(())
@@ -493,6 +500,7 @@ fn draw_grid<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     caption: &str,
     grid: &image::RgbImage,
+    bitmaps: bool,
 ) -> Drawn<DB> {
     let (w, h) = area.dim_in_pixel();
     area.draw(&Text::new(
@@ -506,6 +514,16 @@ fn draw_grid<DB: DrawingBackend>(
         ((grid.width() as f64 * scale) as u32).max(1),
         ((grid.height() as f64 * scale) as u32).max(1),
     );
+    if !bitmaps {
+        let frame = [(10, 30), (10 + gw as i32, 30 + gh as i32)];
+        area.draw(&Rectangle::new(frame, GREY.stroke_width(1)))?;
+        area.draw(&Text::new(
+            "(the grid is in report.png)",
+            (20, 40),
+            (SANS, 15).into_font().color(&GREY),
+        ))?;
+        return Ok(());
+    }
     let scaled = image::imageops::resize(grid, gw, gh, image::imageops::FilterType::Nearest);
     if let Some(element) = BitMapElement::with_owned_buffer((10, 30), (gw, gh), scaled.into_raw()) {
         area.draw(&element)?;

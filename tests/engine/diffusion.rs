@@ -366,4 +366,10 @@ fn the_denoising_preset_runs_headless_and_writes_its_sample_grids() {
         grey > 4 * 100 * 100,
         "four grey-scale sample grids in the report's last band ({grey} pixels)"
     );
+    // The SVG frames the grids instead of writing every pixel as a rectangle.
+    let written =
+        sophon_workbench::run::report::write_report(&out, &out.join("report.png")).unwrap();
+    let svg = std::fs::read_to_string(&written.svg).unwrap();
+    assert_eq!(svg.matches("the grid is in report.png").count(), 4);
+    assert!(svg.len() < 1_000_000, "{} bytes", svg.len());
 }

@@ -24,7 +24,7 @@ use crate::sophon::verdict::VerdictStatus;
 pub const WIDTH: u32 = 1600;
 pub const HEIGHT: u32 = 1000;
 /// The band at the top with the title and the verdict.
-pub const HEADER: u32 = 150;
+pub const HEADER: u32 = 180;
 
 /// Why a report could not be made; each names the file.
 #[derive(Debug, thiserror::Error)]
@@ -348,11 +348,13 @@ fn draw_header<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, page: &Page) -
             .collect::<Vec<_>>()
             .join("; ")
     );
-    let font = (SANS, 18).into_font();
-    for (k, chunk) in wrap(&line, 150).iter().enumerate().take(2) {
+    // Four lines hold the intactness and four attackers (the default preset's three fixed ones
+    // and the best-effort one).
+    let font = (SANS, 17).into_font();
+    for (k, chunk) in wrap(&line, 175).iter().enumerate().take(4) {
         area.draw(&Text::new(
             chunk.clone(),
-            (24, 98 + 22 * k as i32),
+            (24, 96 + 20 * k as i32),
             font.clone(),
         ))?;
     }

@@ -109,20 +109,11 @@ pub struct Story<'a> {
 pub fn narrate(story: &Story<'_>) -> (String, Vec<String>) {
     let m = story.metric.label();
     let (orig, restr) = (&story.original, &story.restricted);
-    let last = |series: &str| {
-        story
-            .series
-            .get(series)
-            .and_then(|p| p.last())
-            .map(|p| p[1])
+    let end = |series: &str, pick: fn(&[[f64; 2]]) -> Option<&[f64; 2]>| {
+        story.series.get(series).and_then(pick).map(|p| p[1])
     };
-    let first = |series: &str| {
-        story
-            .series
-            .get(series)
-            .and_then(|p| p.first())
-            .map(|p| p[1])
-    };
+    let last = |series: &str| end(series, <[_]>::last);
+    let first = |series: &str| end(series, <[_]>::first);
     let pretrained = last(&names::pretrain_original(story.metric));
     let intact = names::sophon_original(story.metric);
     let probe = names::sophon_probe(story.metric);

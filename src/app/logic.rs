@@ -206,7 +206,7 @@ impl Workbench {
             resume: false,
         };
         self.send(Command::Start(Box::new(request)));
-        if self.presenter {
+        if self.presenter() {
             self.send(Command::StopAtPhases(true));
         }
     }
@@ -215,7 +215,6 @@ impl Workbench {
     /// folded away, the Explain panel narrating, and a running experiment waiting for *Next* at
     /// each phase boundary from now on.
     pub fn set_presenter(&mut self, ctx: &egui::Context, on: bool) {
-        self.presenter = on;
         self.settings.plots.presenter = on;
         if on {
             self.settings.show_explain = true;

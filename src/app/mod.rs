@@ -186,8 +186,6 @@ pub struct Workbench {
     /// CPU time of recent frames (ms), from eframe.
     frame_ms: VecDeque<f32>,
     rss: (Instant, Option<u64>),
-    /// Presenter mode (View → Presenter): not remembered between starts.
-    pub presenter: bool,
     /// `--present`: switch presenter mode on at the first frame (it needs the egui context).
     present_on_start: bool,
 }
@@ -242,7 +240,6 @@ impl Workbench {
             png_target: None,
             frame_ms: VecDeque::new(),
             rss: (Instant::now() - Duration::from_secs(10), None),
-            presenter: false,
             present_on_start: options.present,
         };
         app.fill_stress();
@@ -312,6 +309,12 @@ impl Workbench {
     /// The live knobs of the running SOPHON phase (what the *Live knobs* fields edit).
     pub fn live_mut(&mut self) -> Option<&mut LiveKnobs> {
         self.live.as_mut().filter(|_| self.run.active)
+    }
+
+    /// Presenter mode (View → Presenter, `--present`; not remembered between starts). Held in
+    /// the plot settings, which draw thicker lines and the attack's gaps from it.
+    pub fn presenter(&self) -> bool {
+        self.settings.plots.presenter
     }
 
     fn frame_p95(&self) -> Option<f32> {

@@ -24,7 +24,7 @@ impl Workbench {
         egui::Panel::top("menu").show(ui, |ui| commands.extend(self.toolbar_ui(ui)));
         egui::Panel::bottom("status").show(ui, |ui| self.status_ui(ui));
         // Presenter mode folds the setup away: the curves and the narration get the room.
-        if !self.presenter {
+        if !self.presenter() {
             egui::Panel::left("setup")
                 .default_size(380.0)
                 .show(ui, |ui| {
@@ -33,7 +33,7 @@ impl Workbench {
                 });
         }
         if self.settings.show_explain {
-            let (size, max) = if self.presenter {
+            let (size, max) = if self.presenter() {
                 (330.0, 420.0)
             } else {
                 (240.0, 320.0)
@@ -121,7 +121,7 @@ impl Workbench {
                     }
                 });
             egui::containers::menu::MenuButton::new("View").ui(ui, |ui| {
-                let mut on = self.presenter;
+                let mut on = self.presenter();
                 if ui
                     .checkbox(&mut on, "Presenter")
                     .on_hover_text("Larger type, the setup folded away, the run waiting for Next at each phase, the Explain panel narrating")
@@ -319,7 +319,7 @@ impl Workbench {
     }
 
     fn explain_contents(&mut self, ui: &mut Ui) {
-        if self.presenter {
+        if self.presenter() {
             self.narration_ui(ui);
             return;
         }

@@ -639,7 +639,7 @@ fn presenter_mode_waits_at_each_phase_for_next_and_narrates_with_the_runs_number
     h.get_by_label("Presenter").click();
     h.step();
     h.step();
-    assert!(h.state().presenter);
+    assert!(h.state().presenter());
     assert!(
         h.query_by_label("Experiment").is_none(),
         "presenter mode folds the setup panel away"
@@ -712,7 +712,7 @@ fn presenter_mode_waits_at_each_phase_for_next_and_narrates_with_the_runs_number
     h.get_by_label("Presenter").click();
     h.step();
     h.step();
-    assert!(!h.state().presenter);
+    assert!(!h.state().presenter());
     assert!(h.query_by_label("Experiment").is_some());
     assert_eq!(h.ctx.zoom_factor(), 1.0);
 }

@@ -11,6 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use sophon_workbench::config::{ExperimentConfig, Metric};
 use sophon_workbench::run::sweep::Axis;
+use sophon_workbench::run::sweep_folder::SweepFolder;
 use sophon_workbench::run::{self, BackendChoice, Command, Event, OutDir, RunRequest};
 use sophon_workbench::sophon::series;
 use sophon_workbench::sophon::summary::{RunStatus, Summary};
@@ -105,6 +106,10 @@ struct Cli {
     /// at each phase, the Explain panel narrating); e.g. `--preset presets/lesson.toml --present`.
     #[arg(long)]
     present: bool,
+    /// Window: watch this sweep folder in the Runs tab (as File → Open sweep folder): its
+    /// points appear and their curves grow as they run, locally or on a cluster.
+    #[arg(long, value_name = "SWEEP_DIR")]
+    watch: Option<PathBuf>,
     /// Window: where run folders are written and listed.
     #[arg(long, default_value = "runs")]
     runs_dir: PathBuf,
@@ -129,22 +134,34 @@ enum Cmd {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
     },
-    /// Run a grid of experiments headless, one after another (as the window's Sweep dialog), and
-    /// print a table of their results.
+    /// Run a grid of experiments headless, one after another (as the window's Sweep dialog), or
+    /// as a Slurm job array (--slurm), in one sweep folder; print a table of their results.
     Sweep {
         /// A preset TOML file; default: the built-in default.
         preset: Option<PathBuf>,
         /// A preset field and its values, e.g. --vary seed=1,2,3 (repeatable: the grid of all).
-        #[arg(long = "vary", value_name = "KEY=V1,V2", required = true, value_parser = parse_axis)]
+        #[arg(long = "vary", value_name = "KEY=V1,V2", value_parser = parse_axis,
+              required_unless_present_any = ["status", "resume_slurm"])]
         vary: Vec<Axis>,
         /// Override a preset field for every run, e.g. --set sophon.outer_iterations=100
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
-        /// Where the run folders are written (each runs/<name>-<UTC time>).
+        /// Where the sweep folder is made (runs/<name>-sweep-<UTC time>, a run folder per point
+        /// in it); with --slurm, on a filesystem every node sees.
         #[arg(long, default_value = "runs")]
         runs_dir: PathBuf,
         #[arg(long, default_value = "auto", value_parser = parse_backend)]
         backend: BackendChoice,
+        #[command(flatten)]
+        slurm: SlurmArgs,
+        /// Print a sweep folder's table over its finished points, and each point's state
+        /// (pending / running at iteration N / finished / failed and why), asking Slurm too.
+        #[arg(long, value_name = "SWEEP_DIR", conflicts_with_all = ["vary", "slurm", "resume_slurm"])]
+        status: Option<PathBuf>,
+        /// Submit again exactly the points of a Slurm sweep without a result that are not
+        /// queued or running (a started one resumes from its last checkpoint).
+        #[arg(long, value_name = "SWEEP_DIR", conflicts_with_all = ["vary", "slurm"])]
+        resume_slurm: Option<PathBuf>,
     },
     /// Attack a finished run's models again (other strategies, more epochs) without repeating
     /// pre-training and SOPHON; writes a new run folder.
@@ -204,6 +221,56 @@ enum Cmd {
         #[arg(long)]
         table_only: bool,
     },
+}
+
+/// `sweep --slurm` and its resources (these four also apply to `--resume-slurm`, overriding the
+/// job script's).
+#[derive(clap::Args)]
+struct SlurmArgs {
+    /// Submit the grid to Slurm as one job array (a task per point) instead of running it here.
+    #[arg(long = "slurm")]
+    on: bool,
+    /// The Slurm partition.
+    #[arg(long)]
+    partition: Option<String>,
+    /// Each task's time limit (HH:MM:SS); a task that hits it stops at a checkpoint, and
+    /// --resume-slurm continues it.
+    #[arg(long, value_name = "HH:MM:SS")]
+    time: Option<String>,
+    /// GPUs per task (`--gres=gpu:N`); with `--backend auto` a task on a GPU uses wgpu.
+    #[arg(long)]
+    gpus_per_run: Option<u32>,
+    /// CPU cores per task (the CPU path uses as many threads).
+    #[arg(long)]
+    cpus_per_run: Option<u32>,
+    /// Write the sweep folder and the job script, submit nothing.
+    #[arg(long, requires = "on")]
+    dry_run: bool,
+}
+
+impl SlurmArgs {
+    fn options(&self, backend: BackendChoice) -> Result<run::slurm::SlurmOptions> {
+        let binary = std::env::current_exe()
+            .and_then(|p| p.canonicalize())
+            .context("cannot find this program's own path for the job script")?;
+        let options = run::slurm::SlurmOptions {
+            partition: self.partition.clone(),
+            time: self.time.clone(),
+            gpus_per_run: self.gpus_per_run,
+            cpus_per_run: self.cpus_per_run,
+            backend,
+            binary,
+        };
+        options.check()?;
+        Ok(options)
+    }
+
+    fn given(&self) -> bool {
+        self.partition.is_some()
+            || self.time.is_some()
+            || self.gpus_per_run.is_some()
+            || self.cpus_per_run.is_some()
+    }
 }
 
 fn parse_backend(s: &str) -> Result<BackendChoice, String> {
@@ -275,8 +342,33 @@ fn main() -> ExitCode {
             set,
             runs_dir,
             backend,
-        }) => load_preset(preset.as_ref(), &set)
-            .and_then(|config| sweep(&config, &vary, backend, &runs_dir)),
+            slurm,
+            status,
+            resume_slurm,
+        }) => {
+            if let Some(dir) = status {
+                sweep_status(&dir)
+            } else if let Some(dir) = resume_slurm {
+                resume_slurm_sweep(&dir, &slurm)
+            } else if slurm.on {
+                load_preset(preset.as_ref(), &set).and_then(|config| {
+                    slurm_sweep(
+                        &config,
+                        &vary,
+                        &slurm.options(backend)?,
+                        &runs_dir,
+                        slurm.dry_run,
+                    )
+                })
+            } else if slurm.given() {
+                Err(anyhow::anyhow!(
+                    "--partition, --time, --gpus-per-run and --cpus-per-run go with --slurm or --resume-slurm"
+                ))
+            } else {
+                load_preset(preset.as_ref(), &set)
+                    .and_then(|config| sweep(&config, &vary, backend, &runs_dir))
+            }
+        }
         Some(Cmd::Eval {
             dir,
             set,
@@ -307,6 +399,7 @@ fn main() -> ExitCode {
             runs_dir: Some(cli.runs_dir),
             stress_points: cli.stress_points,
             present: cli.present,
+            watch: cli.watch,
         })
         .map_err(anyhow::Error::msg),
     };
@@ -432,6 +525,8 @@ fn sweep(
     runs_dir: &std::path::Path,
 ) -> Result<()> {
     let configs = run::sweep::expand(base, axes)?;
+    let folder = SweepFolder::create(runs_dir, base, axes, &configs)?;
+    println!("sweep folder {}", folder.dir.display());
     let total = configs.len();
     let mut done = Vec::new();
     let mut failed = Vec::new();
@@ -448,7 +543,7 @@ fn sweep(
         match run_headless(
             config,
             backend,
-            Some(OutDir::In(runs_dir.to_path_buf())),
+            Some(OutDir::Exact(folder.run_dir(i))),
             false,
         ) {
             Ok((_, summary)) => done.push((name, summary)),
@@ -468,6 +563,112 @@ fn sweep(
             failed.len(),
             failed.join(", ")
         );
+    }
+    Ok(())
+}
+
+/// Lay the grid out as a sweep folder with a job script, and submit it (unless `dry_run`).
+fn slurm_sweep(
+    base: &ExperimentConfig,
+    axes: &[Axis],
+    options: &run::slurm::SlurmOptions,
+    runs_dir: &std::path::Path,
+    dry_run: bool,
+) -> Result<()> {
+    let configs = run::sweep::expand(base, axes)?;
+    let folder = SweepFolder::create(runs_dir, base, axes, &configs)?;
+    let script = run::slurm::write_script(&folder, options)?;
+    println!("sweep folder {}", folder.dir.display());
+    println!(
+        "job script {} ({} array tasks)",
+        script.display(),
+        configs.len()
+    );
+    if dry_run {
+        println!(
+            "dry run: nothing submitted (`sbatch --parsable {}` would submit it; then `sweep --status {}`)",
+            script.display(),
+            folder.dir.display()
+        );
+        return Ok(());
+    }
+    let submission = run::slurm::submit(&folder, None, &[])?;
+    println!("submitted job {}", submission.job);
+    println!(
+        "follow it with `sophon-workbench sweep --status {}`, or File → Open sweep folder in the window",
+        folder.dir.display()
+    );
+    Ok(())
+}
+
+/// Each point's state, then the table over the finished ones.
+fn sweep_status(dir: &std::path::Path) -> Result<()> {
+    let folder = SweepFolder::open(dir)?;
+    let points = run::slurm::status(&folder);
+    let width = points.iter().map(|p| p.name.len()).max().unwrap_or(5);
+    let finished = points.iter().filter(|p| p.state.is_done()).count();
+    println!(
+        "sweep {} ({}): {finished} of {} points finished",
+        folder.manifest.name,
+        folder.dir.display(),
+        points.len()
+    );
+    for p in &points {
+        println!("  {:>3}  {:<width$}  {}", p.index, p.name, p.describe());
+    }
+    let runs = folder.finished();
+    if !runs.is_empty() {
+        println!("\n{}", run::sweep::report(&runs));
+    }
+    Ok(())
+}
+
+/// Submit again the points of a Slurm sweep that have no result and are not queued.
+fn resume_slurm_sweep(dir: &std::path::Path, slurm: &SlurmArgs) -> Result<()> {
+    let folder = SweepFolder::open(dir)?;
+    let points = run::slurm::status(&folder);
+    let todo: Vec<&run::slurm::PointStatus> =
+        points.iter().filter(|p| p.needs_resubmit()).collect();
+    let queued = points
+        .iter()
+        .filter(|p| p.task.as_ref().is_some_and(run::slurm::Task::is_queued))
+        .count();
+    let finished = points.iter().filter(|p| p.state.is_done()).count();
+    if todo.is_empty() {
+        println!(
+            "nothing to submit: {finished} of {} points finished, {queued} queued or running",
+            points.len()
+        );
+        return Ok(());
+    }
+    let mut extra = Vec::new();
+    if let Some(p) = &slurm.partition {
+        extra.push(format!("--partition={p}"));
+    }
+    if let Some(t) = &slurm.time {
+        extra.push(format!("--time={t}"));
+    }
+    if let Some(n) = slurm.cpus_per_run {
+        extra.push(format!("--cpus-per-task={n}"));
+    }
+    if let Some(n) = slurm.gpus_per_run {
+        extra.push(format!("--gres=gpu:{n}"));
+    }
+    let indices: Vec<usize> = todo.iter().map(|p| p.index).collect();
+    let submission = run::slurm::submit(&folder, Some(&indices), &extra)?;
+    println!(
+        "submitted job {} for {} of {} points ({finished} finished, {queued} queued or running):",
+        submission.job,
+        todo.len(),
+        points.len()
+    );
+    for p in todo {
+        let how = if folder.run_dir(p.index).join("config.toml").is_file() {
+            "resume"
+        } else {
+            "run"
+        };
+        println!("  {:>3}  {}  {how}: {}", p.index, p.name, p.describe());
     }
     Ok(())
 }

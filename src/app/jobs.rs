@@ -23,6 +23,10 @@ pub(super) enum Reply {
     Screenshot(std::sync::Arc<egui::ColorImage>),
     Preview(Side, DataSource, Result<PreviewData, String>),
     Runs(Vec<RunEntry>),
+    /// A watched sweep folder read again: its points, and how many it has.
+    Watched(PathBuf, Result<(Vec<RunEntry>, usize), String>),
+    /// The sweep folder picked to watch (`None`: the dialog was cancelled).
+    WatchPicked(Option<PathBuf>),
     RunOpened(Result<Box<RunEntry>, String>),
     RunSeries(PathBuf, Result<SeriesStore, String>),
     Done(String),
@@ -32,6 +36,35 @@ pub(super) enum Reply {
 }
 
 impl Workbench {
+    /// Watch a sweep folder in the Runs tab (File → Open sweep folder, `--watch`): its points
+    /// are listed and read again every second; an error names the folder.
+    pub fn watch_sweep(&mut self, dir: PathBuf) {
+        if !run::sweep_folder::SweepFolder::is_sweep(&dir) {
+            self.error = Some(format!(
+                "{}: not a sweep folder (no {}); `sophon-workbench sweep` makes one",
+                dir.display(),
+                run::sweep_folder::MANIFEST
+            ));
+            return;
+        }
+        self.watch = Some(runs::Watch {
+            dir,
+            total: 0,
+            last: std::time::Instant::now(),
+            reading: false,
+        });
+        self.runs.clear();
+        self.settings.tab = super::Tab::Runs;
+        self.refresh_runs();
+    }
+
+    /// Back to the runs folder.
+    pub fn stop_watching(&mut self) {
+        self.watch = None;
+        self.runs.clear();
+        self.refresh_runs();
+    }
+
     pub(super) fn spawn<F: FnOnce() -> Reply + Send + 'static>(&self, ctx: &egui::Context, job: F) {
         let tx = self.replies.0.clone();
         let ctx = ctx.clone();
@@ -85,9 +118,19 @@ impl Workbench {
     }
 
     pub(super) fn refresh_runs(&mut self) {
-        let base = self.runs_dir.clone();
         let (tx, _) = &self.replies;
         let tx = tx.clone();
+        if let Some(w) = &mut self.watch {
+            w.reading = true;
+            w.last = std::time::Instant::now();
+            let dir = w.dir.clone();
+            std::thread::spawn(move || {
+                let result = runs::scan_sweep(&dir);
+                let _ = tx.send(Reply::Watched(dir, result));
+            });
+            return;
+        }
+        let base = self.runs_dir.clone();
         std::thread::spawn(move || {
             let _ = tx.send(Reply::Runs(runs::scan(&base)));
         });
@@ -172,6 +215,47 @@ impl Workbench {
                         && p.source == source
                     {
                         p.state = PreviewState::arrived(ctx, side, result);
+                    }
+                }
+                // A read of the runs folder that a watch overtook.
+                Reply::Runs(_) if self.watch.is_some() => {}
+                Reply::WatchPicked(picked) => {
+                    self.busy_dialog = false;
+                    if let Some(dir) = picked {
+                        self.watch_sweep(dir);
+                    }
+                }
+                Reply::Watched(dir, result) => {
+                    let Some(watch) = self.watch.as_mut().filter(|w| w.dir == dir) else {
+                        continue;
+                    };
+                    watch.reading = false;
+                    match result {
+                        Ok((mut list, total)) => {
+                            watch.total = total;
+                            let mut reload = Vec::new();
+                            for (i, r) in list.iter_mut().enumerate() {
+                                if let Some(old) = self.runs.iter_mut().find(|o| o.dir == r.dir) {
+                                    r.overlay = old.overlay;
+                                    r.series = old.series.take();
+                                    // An overlaid point still running (or that just ended)
+                                    // follows its metrics.jsonl.
+                                    if r.overlay && !run::sweep_folder::is_done(old.summary.status)
+                                    {
+                                        reload.push(i);
+                                    }
+                                }
+                            }
+                            self.runs = list;
+                            for i in reload {
+                                self.runs_action(ctx, runs::RunsAction::LoadSeries(i));
+                            }
+                        }
+                        Err(e) => {
+                            self.error = Some(format!("stopped watching: {e}"));
+                            self.watch = None;
+                            self.refresh_runs();
+                        }
                     }
                 }
                 Reply::Runs(mut list) => {

@@ -38,6 +38,12 @@ impl Workbench {
                 self.start(ctx, config);
             }
         }
+        if let Some(w) = &self.watch {
+            if !w.reading && w.last.elapsed() >= runs::WATCH_EVERY {
+                self.refresh_runs();
+            }
+            ctx.request_repaint_after(runs::WATCH_EVERY);
+        }
         self.ensure_preview(ctx, Side::Original);
         self.ensure_preview(ctx, Side::Restricted);
         if self.run.active {
@@ -107,7 +113,7 @@ impl Workbench {
         }
     }
 
-    fn runs_action(&mut self, ctx: &egui::Context, action: RunsAction) {
+    pub(super) fn runs_action(&mut self, ctx: &egui::Context, action: RunsAction) {
         match action {
             RunsAction::Refresh => self.refresh_runs(),
             RunsAction::OpenFolder => {
@@ -130,6 +136,11 @@ impl Workbench {
                 });
             }
             RunsAction::Sweep => self.sweep_open = true,
+            RunsAction::OpenSweep => {
+                let d = rfd::AsyncFileDialog::new().set_directory(&self.runs_dir);
+                self.dialog(ctx, d, false, true, Reply::WatchPicked);
+            }
+            RunsAction::StopWatching => self.stop_watching(),
         }
     }
 

@@ -53,6 +53,8 @@ pub struct AppOptions {
     pub stress_points: usize,
     /// Open in presenter mode (`--present`).
     pub present: bool,
+    /// Watch this sweep folder in the Runs tab (`--watch`).
+    pub watch: Option<PathBuf>,
 }
 
 /// What the window remembers between starts (eframe persistence).
@@ -177,6 +179,8 @@ pub struct Workbench {
     /// Dialog or read in flight, by kind; one of each at a time.
     busy_dialog: bool,
     pub runs: Vec<RunEntry>,
+    /// The sweep folder the Runs tab watches, if any.
+    pub watch: Option<runs::Watch>,
     sweep_open: bool,
     pub queue: VecDeque<ExperimentConfig>,
     run_on_start: bool,
@@ -232,6 +236,7 @@ impl Workbench {
             replies: unbounded(),
             busy_dialog: false,
             runs: Vec::new(),
+            watch: None,
             sweep_open: false,
             queue: VecDeque::new(),
             run_on_start: options.run_on_start,
@@ -243,7 +248,10 @@ impl Workbench {
             present_on_start: options.present,
         };
         app.fill_stress();
-        app.refresh_runs();
+        match &options.watch {
+            Some(dir) => app.watch_sweep(dir.clone()),
+            None => app.refresh_runs(),
+        }
         app
     }
 

@@ -109,6 +109,11 @@ impl Workbench {
                         }
                     }
                     ui.separator();
+                    if ui.button("Open sweep folder…").clicked() {
+                        ui.close();
+                        commands.push(AppCommand::Runs(runs::RunsAction::OpenSweep));
+                    }
+                    ui.separator();
                     for (label, what) in [
                         ("Export metrics as CSV…", Export::MetricsCsv),
                         ("Export window as PNG…", Export::WindowPng),
@@ -465,7 +470,7 @@ impl Workbench {
                 }
             }
             Tab::Runs => {
-                let actions = runs::runs_ui(ui, &mut self.runs);
+                let actions = runs::runs_ui(ui, &mut self.runs, self.watch.as_ref());
                 commands.extend(actions.into_iter().map(AppCommand::Runs));
             }
             Tab::Log => {

@@ -10,6 +10,7 @@ use egui_plot::{Legend, Plot, Points};
 use super::series::SeriesStore;
 use crate::config::Start;
 use crate::run::folder::{read_metrics, read_summary};
+use crate::run::sweep_folder::{SweepFolder, run_dirs};
 use crate::sophon::summary::Summary;
 
 /// One run folder as the runs list shows it.
@@ -70,23 +71,61 @@ pub fn read_run(dir: &Path) -> Result<RunEntry, String> {
     })
 }
 
-/// Every run folder directly inside `base`, oldest first (run folder names start with the
-/// name and a UTC time, so name order is close; modification time decides).
+/// Every run folder directly inside `base` and inside the sweep folders there, oldest first (run
+/// folder names start with the name and a UTC time, so name order is close; modification time
+/// decides).
 pub fn scan(base: &Path) -> Vec<RunEntry> {
-    let Ok(entries) = std::fs::read_dir(base) else {
-        return Vec::new();
-    };
-    let mut runs: Vec<(std::time::SystemTime, RunEntry)> = entries
-        .flatten()
-        .filter(|e| e.path().join("summary.json").is_file())
-        .filter_map(|e| {
-            let time = e.metadata().and_then(|m| m.modified()).ok()?;
-            Some((time, read_run(&e.path()).ok()?))
+    let mut runs: Vec<(std::time::SystemTime, RunEntry)> = run_dirs(base)
+        .into_iter()
+        .filter_map(|dir| {
+            let time = std::fs::metadata(&dir).and_then(|m| m.modified()).ok()?;
+            Some((time, read_run(&dir).ok()?))
         })
         .collect();
     runs.sort_by_key(|(t, _)| *t);
     runs.into_iter().map(|(_, r)| r).collect()
 }
+
+/// A watched sweep folder: every point that has started, in the sweep's order. A point still
+/// running before its first `summary.json` is listed as running, named after the point.
+pub fn scan_sweep(dir: &Path) -> Result<(Vec<RunEntry>, usize), String> {
+    let sweep = SweepFolder::open(dir).map_err(|e| e.to_string())?;
+    let total = sweep.manifest.points.len();
+    let runs = (0..total)
+        .filter_map(|i| {
+            let run = sweep.run_dir(i);
+            if !run.join("config.toml").is_file() {
+                return None;
+            }
+            Some(read_run(&run).unwrap_or_else(|_| RunEntry {
+                summary: Summary {
+                    name: sweep.manifest.points[i].name.clone(),
+                    ..Summary::default()
+                },
+                dir: run,
+                series: None,
+                overlay: false,
+            }))
+        })
+        .collect();
+    Ok((runs, total))
+}
+
+/// A sweep folder the Runs tab watches: it lists the sweep's points instead of the runs folder,
+/// read again every [`WATCH_EVERY`], and overlaid curves of running points follow their
+/// `metrics.jsonl`.
+#[derive(Debug, Clone)]
+pub struct Watch {
+    pub dir: PathBuf,
+    /// Points in the sweep.
+    pub total: usize,
+    pub last: std::time::Instant,
+    /// A read is in flight.
+    pub reading: bool,
+}
+
+/// How often a watched sweep folder is read.
+pub const WATCH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A run's curves as a series store.
 pub fn load_series(dir: &Path) -> Result<SeriesStore, String> {
@@ -107,18 +146,53 @@ pub enum RunsAction {
     /// Load the curves of the run at this index (for an overlay).
     LoadSeries(usize),
     Sweep,
+    /// Ask for a sweep folder and watch it.
+    OpenSweep,
+    /// List the runs folder again instead of the watched sweep.
+    StopWatching,
 }
 
 pub const SCATTER_PLOT: &str = "Intactness vs fine-tunability";
 
-pub fn runs_ui(ui: &mut Ui, runs: &mut [RunEntry]) -> Vec<RunsAction> {
+pub fn runs_ui(ui: &mut Ui, runs: &mut [RunEntry], watch: Option<&Watch>) -> Vec<RunsAction> {
     let mut actions = Vec::new();
+    if let Some(w) = watch {
+        ui.horizontal(|ui| {
+            let finished = runs
+                .iter()
+                .filter(|r| crate::run::sweep_folder::is_done(r.summary.status))
+                .count();
+            ui.label(
+                RichText::new(format!(
+                    "Watching sweep {}: {} of {} points started, {finished} finished",
+                    w.dir.display(),
+                    runs.len(),
+                    w.total
+                ))
+                .strong(),
+            );
+            if ui
+                .button("Stop watching")
+                .on_hover_text("List the runs folder again")
+                .clicked()
+            {
+                actions.push(RunsAction::StopWatching);
+            }
+        });
+    }
     ui.horizontal(|ui| {
         if ui.button("Refresh").clicked() {
             actions.push(RunsAction::Refresh);
         }
         if ui.button("Open run folder…").clicked() {
             actions.push(RunsAction::OpenFolder);
+        }
+        if ui
+            .button("Open sweep folder…")
+            .on_hover_text("Watch a sweep folder (local or Slurm): its points appear and their curves grow as they run")
+            .clicked()
+        {
+            actions.push(RunsAction::OpenSweep);
         }
         if ui
             .button("Sweep…")

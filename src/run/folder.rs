@@ -510,6 +510,12 @@ fn read_state(dir: &Path) -> io::Result<Option<SophonState>> {
     }
 }
 
+/// The outer iteration of a run folder's last SOPHON checkpoint (`None`: none written yet, or
+/// unreadable); `resume` continues from it.
+pub fn checkpointed_iteration(dir: &Path) -> Option<usize> {
+    read_state(dir).ok().flatten().map(|s| s.progress.iteration)
+}
+
 fn write_json<T: Serialize>(path: &Path, value: &T) -> io::Result<()> {
     let mut text = serde_json::to_string_pretty(value).map_err(io::Error::other)?;
     text.push('\n');
@@ -548,7 +554,7 @@ pub fn read_summary(dir: &Path) -> io::Result<Summary> {
 }
 
 /// `YYYYMMDD-HHMMSS` in UTC.
-fn utc_stamp(t: SystemTime) -> String {
+pub(crate) fn utc_stamp(t: SystemTime) -> String {
     let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
     // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).

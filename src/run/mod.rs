@@ -6,7 +6,9 @@ pub mod backend;
 pub mod folder;
 pub mod memory;
 pub mod report;
+pub mod slurm;
 pub mod sweep;
+pub mod sweep_folder;
 pub mod worker;
 
 pub use backend::{Backend, BackendChoice};

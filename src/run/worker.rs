@@ -231,6 +231,7 @@ fn execute(request: RunRequest, commands: &Receiver<Command>, emit: &dyn Fn(Even
         }
         Err(e) => {
             summary.status = RunStatus::Failed;
+            summary.error = Some(e.to_string());
             let _ = folder.write_summary(&summary);
             return Event::Failed(e.to_string());
         }

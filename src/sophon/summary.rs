@@ -117,6 +117,9 @@ pub struct Summary {
     /// Every NaN or infinity met, in order (empty unless `status` is `diverged`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub divergences: Vec<Divergence>,
+    /// What ended a `failed` run, in one line (`None` otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     pub seconds: f64,
 }
 

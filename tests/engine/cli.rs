@@ -150,15 +150,27 @@ fn sweep_runs_every_point_of_the_grid_and_tabulates_them() {
             .arg("--runs-dir")
             .arg(dir.path()),
     );
-    let folders: Vec<String> = std::fs::read_dir(dir.path())
+    // One sweep folder: sweep.json, every point's preset, and a run folder per point.
+    let sweeps: Vec<std::path::PathBuf> = std::fs::read_dir(dir.path())
         .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .map(|e| e.unwrap().path())
         .collect();
-    assert_eq!(folders.len(), 2, "{folders:?}");
-    for seed in [3, 4] {
+    assert_eq!(sweeps.len(), 1, "{sweeps:?}");
+    let sweep = &sweeps[0];
+    assert!(
+        stdout.contains(&format!("sweep folder {}", sweep.display())),
+        "{stdout}"
+    );
+    assert!(sweep.join("sweep.json").is_file());
+    let folders: Vec<std::path::PathBuf> = ["quick-seed3", "quick-seed4"]
+        .iter()
+        .map(|p| sweep.join(p))
+        .collect();
+    for (seed, folder) in [3, 4].into_iter().zip(&folders) {
         let name = format!("quick-seed{seed}");
-        let folder = folders.iter().find(|f| f.starts_with(&name)).unwrap();
-        let config = std::fs::read_to_string(dir.path().join(folder).join("config.toml")).unwrap();
+        let point = std::fs::read_to_string(sweep.join("points").join(format!("{name}.toml")));
+        assert!(point.unwrap().contains(&format!("seed = {seed}")));
+        let config = std::fs::read_to_string(folder.join("config.toml")).unwrap();
         assert!(config.contains(&format!("seed = {seed}")), "{config}");
         let row = stdout.lines().find(|l| l.starts_with(&name)).unwrap();
         // the verdict, pre-trained and protected original test accuracy, then protected final
@@ -170,7 +182,7 @@ fn sweep_runs_every_point_of_the_grid_and_tabulates_them() {
             .collect();
         assert_eq!(figures.len(), 7, "{row}");
         assert!(figures.iter().all(|v| (0.0..=1.0).contains(v)), "{row}");
-        let summary = read_summary(&dir.path().join(folder));
+        let summary = read_summary(folder);
         let status = summary["verdict"]["status"]
             .as_str()
             .unwrap()
@@ -186,11 +198,7 @@ fn sweep_runs_every_point_of_the_grid_and_tabulates_them() {
         "{stdout}"
     );
     // `report` prints the same table from the run folders afterwards.
-    let out = workbench()
-        .arg("report")
-        .args(folders.iter().map(|f| dir.path().join(f)))
-        .output()
-        .unwrap();
+    let out = workbench().arg("report").args(&folders).output().unwrap();
     assert!(out.status.success());
     let table = String::from_utf8_lossy(&out.stdout);
     let rows = |t: &str| -> Vec<String> {
@@ -205,9 +213,21 @@ fn sweep_runs_every_point_of_the_grid_and_tabulates_them() {
         r
     };
     assert_eq!(rows(&table), rows(&stdout), "{table}");
+    // `sweep --status` tells each point's state and prints the same table.
+    let status = succeed(workbench().args(["sweep", "--status"]).arg(sweep));
+    assert!(status.contains("2 of 2 points finished"), "{status}");
+    for name in ["quick-seed3", "quick-seed4"] {
+        assert!(
+            status
+                .lines()
+                .any(|l| l.contains(name) && l.ends_with("  finished")),
+            "{status}"
+        );
+    }
+    assert_eq!(rows(&status), rows(&stdout), "{status}");
     // … and draws each run's one-page report into its folder.
     for f in &folders {
-        let png = dir.path().join(f).join("report.png");
+        let png = f.join("report.png");
         assert!(
             table.contains(&format!("wrote {}", png.display())),
             "{table}"
@@ -241,7 +261,7 @@ fn sweep_runs_every_point_of_the_grid_and_tabulates_them() {
     assert!(err.contains("sophon.inner_steps=0"), "{err}");
     assert_eq!(
         std::fs::read_dir(dir.path()).unwrap().count(),
-        2,
+        1,
         "nothing ran"
     );
 }

@@ -12,6 +12,7 @@ mod fuzz;
 mod hostile;
 mod layers;
 mod models;
+mod slurm;
 mod snapshots;
 mod sophon;
 mod training;

@@ -716,3 +716,85 @@ fn presenter_mode_waits_at_each_phase_for_next_and_narrates_with_the_runs_number
     assert!(h.query_by_label("Experiment").is_some());
     assert_eq!(h.ctx.zoom_factor(), 1.0);
 }
+
+#[test]
+fn a_watched_sweep_folder_gains_a_point_in_the_runs_tab_when_its_run_finishes() {
+    use sophon_workbench::run::sweep::{Axis, expand};
+    use sophon_workbench::run::sweep_folder::SweepFolder;
+    let runs = tempfile::tempdir().unwrap();
+    let base = ExperimentConfig::from_toml(
+        sophon_workbench::QUICK_PRESET,
+        "quick",
+        &[
+            "original.train=600".into(),
+            "restricted.train=200".into(),
+            "pretrain.epochs=1".into(),
+            "sophon.outer_iterations=2".into(),
+            "evaluation.strategies.0.epochs=1".into(),
+        ],
+    )
+    .unwrap();
+    let axes = [Axis::parse("seed=1,2").unwrap()];
+    let sweep =
+        SweepFolder::create(runs.path(), &base, &axes, &expand(&base, &axes).unwrap()).unwrap();
+    let mut h = harness(app_on(base, "quick", runs.path()));
+
+    // Not a sweep folder: named, and nothing is watched.
+    h.state_mut().watch_sweep(runs.path().join("nothing"));
+    assert!(h.state().watch.is_none());
+    assert!(
+        h.state()
+            .error
+            .as_ref()
+            .unwrap()
+            .contains("not a sweep folder")
+    );
+    h.state_mut().error = None;
+
+    h.state_mut().watch_sweep(sweep.dir.clone());
+    frames_until(&mut h, "the sweep folder read", |a| {
+        a.watch.as_ref().is_some_and(|w| w.total == 2)
+    });
+    assert!(h.state().runs.is_empty(), "no point has started");
+    assert!(
+        h.query_by_label_contains("0 of 2 points started, 0 finished")
+            .is_some()
+    );
+
+    // A point runs (as an array task would: the binary, into the point's run folder) while the
+    // window watches; it appears without a refresh, and ends up finished with its figures.
+    let mut task = Command::new(env!("CARGO_BIN_EXE_sophon-workbench"))
+        .arg("run")
+        .arg(sweep.preset(0))
+        .arg("--out")
+        .arg(sweep.run_dir(0))
+        .args(["--backend", "flex"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let dir = sweep.run_dir(0);
+    frames_until(&mut h, "the finished point in the Runs tab", |a| {
+        a.runs
+            .iter()
+            .any(|r| r.dir == dir && r.summary.status == RunStatus::Finished)
+    });
+    assert!(task.wait().unwrap().success());
+    let entry = h.state().runs.iter().find(|r| r.dir == dir).unwrap();
+    assert!(entry.fine_tunability().is_some(), "a point on the scatter");
+    h.step();
+    assert!(
+        h.query_all_by_label_contains("quick-seed1")
+            .next()
+            .is_some(),
+        "the point's row"
+    );
+    assert!(
+        h.query_by_label_contains("1 of 2 points started, 1 finished")
+            .is_some()
+    );
+    // Stop watching: the runs folder is listed again.
+    h.get_by_label("Stop watching").click();
+    h.step();
+    assert!(h.state().watch.is_none());
+}

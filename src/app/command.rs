@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use crate::config::ExperimentConfig;
+use crate::run::sweep::Axis;
 
 use super::runs::RunsAction;
 use super::setup::SetupAction;
@@ -47,6 +48,7 @@ pub enum AppCommand {
     Setup(SetupAction),
     /// What the Runs tab asked for.
     Runs(RunsAction),
-    /// Queue these runs (a sweep) and start the first when idle.
-    QueueSweep(Vec<ExperimentConfig>),
+    /// Lay these runs (a sweep over these axes) out as a sweep folder, queue them, start the
+    /// first when idle and watch the folder in the Runs tab.
+    QueueSweep(Vec<ExperimentConfig>, Vec<Axis>),
 }

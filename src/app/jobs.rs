@@ -25,6 +25,8 @@ pub(super) enum Reply {
     Runs(Vec<RunEntry>),
     /// A watched sweep folder read again: its points, and how many it has.
     Watched(PathBuf, Result<(Vec<RunEntry>, usize), String>),
+    /// A sweep from the Sweep dialog, laid out as a sweep folder, with its points' experiments.
+    SweepFolder(Result<(run::sweep_folder::SweepFolder, Vec<ExperimentConfig>), String>),
     /// The sweep folder picked to watch (`None`: the dialog was cancelled).
     WatchPicked(Option<PathBuf>),
     RunOpened(Result<Box<RunEntry>, String>),
@@ -219,6 +221,26 @@ impl Workbench {
                 }
                 // A read of the runs folder that a watch overtook.
                 Reply::Runs(_) if self.watch.is_some() => {}
+                Reply::SweepFolder(Err(e)) => self.error = Some(e),
+                Reply::SweepFolder(Ok((folder, configs))) => {
+                    self.push_log(format!(
+                        "sweep: {} points in {}",
+                        configs.len(),
+                        folder.dir.display()
+                    ));
+                    self.queue.extend(
+                        configs
+                            .into_iter()
+                            .enumerate()
+                            .map(|(i, c)| (c, folder.run_dir(i))),
+                    );
+                    self.watch_sweep(folder.dir.clone());
+                    if !self.run.active
+                        && let Some((config, dir)) = self.queue.pop_front()
+                    {
+                        self.start_in(ctx, config, run::OutDir::Exact(dir));
+                    }
+                }
                 Reply::WatchPicked(picked) => {
                     self.busy_dialog = false;
                     if let Some(dir) = picked {

@@ -12,8 +12,7 @@ use super::plots::Marker;
 use super::runs::{self, RunsAction};
 use super::setup::{SetupAction, Side};
 use super::{
-    DRAIN_BUDGET, LOG_LINES, LiveKnobs, PRESENTER_ZOOM, RunView, Tab, WORKER_REPAINT, Workbench,
-    builtin,
+    DRAIN_BUDGET, LOG_LINES, LiveKnobs, PRESENTER_ZOOM, RunView, WORKER_REPAINT, Workbench, builtin,
 };
 use crate::config::{ExperimentConfig, Metric};
 use crate::run::{self, Command, Event, OutDir, RunRequest};
@@ -101,14 +100,16 @@ impl Workbench {
                 self.dialog(ctx, d, false, folder, move |p| Reply::Picked(target, p));
             }
             AppCommand::Runs(action) => self.runs_action(ctx, action),
-            AppCommand::QueueSweep(configs) => {
-                self.queue.extend(configs);
-                self.settings.tab = Tab::Runs;
-                if !self.run.active
-                    && let Some(first) = self.queue.pop_front()
-                {
-                    self.start(ctx, first);
-                }
+            AppCommand::QueueSweep(configs, axes) => {
+                // The sweep folder is written on a helper thread; its points queue when it is.
+                let base = self.config.clone();
+                let runs_dir = self.runs_dir.clone();
+                self.spawn(ctx, move || {
+                    let folder =
+                        run::sweep_folder::SweepFolder::create(&runs_dir, &base, &axes, &configs)
+                            .map_err(|e| e.to_string());
+                    Reply::SweepFolder(folder.map(|f| (f, configs)))
+                });
             }
         }
     }
@@ -185,6 +186,13 @@ impl Workbench {
 
     /// Start a run of `config` (the edited experiment unless a sweep gives one).
     pub fn start(&mut self, ctx: &egui::Context, config: ExperimentConfig) {
+        let out = OutDir::In(self.runs_dir.clone());
+        self.start_in(ctx, config, out);
+    }
+
+    /// Start a run of `config` writing its run folder as `out` says (a sweep's point: its
+    /// folder in the sweep folder).
+    pub(super) fn start_in(&mut self, ctx: &egui::Context, config: ExperimentConfig, out: OutDir) {
         if self.worker.is_none() {
             let ctx = ctx.clone();
             self.worker = Some(run::spawn(Box::new(move || {
@@ -213,7 +221,7 @@ impl Workbench {
         let request = RunRequest {
             config,
             backend: self.settings.backend,
-            out: OutDir::In(self.runs_dir.clone()),
+            out,
             resume: false,
         };
         self.send(Command::Start(Box::new(request)));
@@ -418,10 +426,10 @@ impl Workbench {
         {
             self.push_log(format!(
                 "sweep: starting {} ({} more queued)",
-                next.name,
+                next.0.name,
                 self.queue.len()
             ));
-            self.start(ctx, next);
+            self.start_in(ctx, next.0, OutDir::Exact(next.1));
         } else if how == RunStatus::Failed {
             self.queue.clear();
         }

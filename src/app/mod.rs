@@ -182,7 +182,8 @@ pub struct Workbench {
     /// The sweep folder the Runs tab watches, if any.
     pub watch: Option<runs::Watch>,
     sweep_open: bool,
-    pub queue: VecDeque<ExperimentConfig>,
+    /// A sweep's points still to run, each with its run folder in the sweep folder.
+    pub queue: VecDeque<(ExperimentConfig, PathBuf)>,
     run_on_start: bool,
     stress_points: usize,
     preset_path_text: String,

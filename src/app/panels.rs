@@ -495,9 +495,9 @@ impl Workbench {
         });
         self.sweep_open = open;
         match preview {
-            Ok(configs) if queue => {
+            Ok((configs, axes)) if queue => {
                 self.sweep_open = false;
-                Some(AppCommand::QueueSweep(configs))
+                Some(AppCommand::QueueSweep(configs, axes))
             }
             _ => None,
         }

@@ -27,23 +27,23 @@ impl Default for SweepSpec {
     }
 }
 
-/// The experiments of the sweep, or the first problem (naming the knob and value).
+/// The experiments of the sweep and its axes, or the first problem (naming the knob and value).
 pub fn expand(
     base: &ExperimentConfig,
     spec: &SweepSpec,
-) -> Result<Vec<ExperimentConfig>, SweepError> {
+) -> Result<(Vec<ExperimentConfig>, Vec<Axis>), SweepError> {
     let mut axes = vec![Axis::new(&spec.knob1, &spec.values1)?];
     if !spec.knob2.is_empty() {
         axes.push(Axis::new(&spec.knob2, &spec.values2)?);
     }
-    sweep::expand(base, &axes)
+    Ok((sweep::expand(base, &axes)?, axes))
 }
 
 /// The dialog's body; returns true when the user asks to queue the runs.
 pub fn sweep_ui(
     ui: &mut Ui,
     spec: &mut SweepSpec,
-    preview: &Result<Vec<ExperimentConfig>, SweepError>,
+    preview: &Result<(Vec<ExperimentConfig>, Vec<Axis>), SweepError>,
 ) -> bool {
     egui::Grid::new("sweep").num_columns(3).show(ui, |ui| {
         for (knob, vals, id, optional) in [
@@ -72,8 +72,11 @@ pub fn sweep_ui(
         }
     });
     match preview {
-        Ok(runs) => {
-            ui.label(format!("{} runs, one after another", runs.len()));
+        Ok((runs, _)) => {
+            ui.label(format!(
+                "{} runs, one after another, in one sweep folder",
+                runs.len()
+            ));
             ui.button(format!("Queue {} runs", runs.len())).clicked()
         }
         Err(e) => {
@@ -96,7 +99,8 @@ mod tests {
             knob2: "sophon.alpha".into(),
             values2: "1e-3 3e-3".into(),
         };
-        let runs = expand(&base, &spec).unwrap();
+        let (runs, axes) = expand(&base, &spec).unwrap();
+        assert_eq!(axes.len(), 2);
         assert_eq!(runs.len(), 6);
         let s = runs[5].sophon.as_ref().unwrap();
         assert_eq!((s.fts_loops, s.alpha), (2, 3e-3));
@@ -105,7 +109,7 @@ mod tests {
             knob2: String::new(),
             ..spec.clone()
         };
-        assert_eq!(expand(&base, &one).unwrap().len(), 3);
+        assert_eq!(expand(&base, &one).unwrap().0.len(), 3);
         let bad = SweepSpec {
             values1: "-1".into(),
             ..spec

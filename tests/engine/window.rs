@@ -798,3 +798,53 @@ fn a_watched_sweep_folder_gains_a_point_in_the_runs_tab_when_its_run_finishes() 
     h.step();
     assert!(h.state().watch.is_none());
 }
+
+#[test]
+fn the_sweep_dialog_runs_its_grid_in_a_sweep_folder_and_watches_it() {
+    let runs = tempfile::tempdir().unwrap();
+    let config = ExperimentConfig::from_toml(
+        sophon_workbench::QUICK_PRESET,
+        "quick",
+        &[
+            "original.train=600".into(),
+            "restricted.train=200".into(),
+            "pretrain.epochs=1".into(),
+            "sophon.outer_iterations=2".into(),
+            "evaluation.strategies.0.epochs=1".into(),
+        ],
+    )
+    .unwrap();
+    let mut app = app_on(config, "quick", runs.path());
+    app.settings.sweep = sophon_workbench::app::sweep::SweepSpec {
+        knob1: "seed".into(),
+        values1: "1, 2".into(),
+        knob2: String::new(),
+        values2: String::new(),
+    };
+    app.settings.tab = sophon_workbench::app::Tab::Runs;
+    let mut h = harness(app);
+    h.step();
+    h.get_by_label("Sweep…").click();
+    h.run_steps(5); // the window sizes itself over a few frames
+    h.get_by_label("Queue 2 runs").click();
+    frames_until(&mut h, "both points finished", |a| {
+        a.watch.as_ref().is_some_and(|w| w.total == 2)
+            && a.runs.len() == 2
+            && a.runs
+                .iter()
+                .all(|r| r.summary.status == RunStatus::Finished)
+            && !a.run.active
+    });
+    let sweep = h.state().watch.as_ref().unwrap().dir.clone();
+    assert!(sweep.starts_with(runs.path()));
+    let folder = sophon_workbench::run::sweep_folder::SweepFolder::open(&sweep).unwrap();
+    assert_eq!(
+        folder.finished().len(),
+        2,
+        "the same folder `sweep --status` reads"
+    );
+    for (i, r) in h.state().runs.iter().enumerate() {
+        assert_eq!(r.dir, folder.run_dir(i));
+        assert_eq!(r.summary.seed, i as u64 + 1);
+    }
+}

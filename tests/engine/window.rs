@@ -793,6 +793,47 @@ fn a_watched_sweep_folder_gains_a_point_in_the_runs_tab_when_its_run_finishes() 
         h.query_by_label_contains("1 of 2 points started, 1 finished")
             .is_some()
     );
+    // A point still running, overlaid: its curves follow its metrics.jsonl as it grows.
+    let mut task = Command::new(env!("CARGO_BIN_EXE_sophon-workbench"))
+        .arg("run")
+        .arg(sweep.preset(1))
+        .arg("--out")
+        .arg(sweep.run_dir(1))
+        .args([
+            "--backend",
+            "flex",
+            "--set",
+            "sophon.outer_iterations=100000",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let running = sweep.run_dir(1);
+    frames_until(&mut h, "the running point listed", |a| {
+        a.runs.iter().any(|r| r.dir == running)
+    });
+    h.state_mut()
+        .runs
+        .iter_mut()
+        .find(|r| r.dir == running)
+        .unwrap()
+        .overlay = true;
+    let losses = |a: &Workbench| {
+        a.runs
+            .iter()
+            .find(|r| r.dir == running)
+            .and_then(|r| r.series.as_ref())
+            .and_then(|s| s.get("sophon/fts_loss").map(<[_]>::len))
+            .unwrap_or(0)
+    };
+    frames_until(&mut h, "the overlaid curve", |a| losses(a) > 0);
+    let first = losses(h.state());
+    frames_until(&mut h, "the overlaid curve to grow", |a| {
+        losses(a) > first + 5
+    });
+    task.kill().unwrap();
+    let _ = task.wait();
     // Stop watching: the runs folder is listed again.
     h.get_by_label("Stop watching").click();
     h.step();

@@ -794,21 +794,23 @@ fn a_watched_sweep_folder_gains_a_point_in_the_runs_tab_when_its_run_finishes() 
             .is_some()
     );
     // A point still running, overlaid: its curves follow its metrics.jsonl as it grows.
-    let mut task = Command::new(env!("CARGO_BIN_EXE_sophon-workbench"))
-        .arg("run")
-        .arg(sweep.preset(1))
-        .arg("--out")
-        .arg(sweep.run_dir(1))
-        .args([
-            "--backend",
-            "flex",
-            "--set",
-            "sophon.outer_iterations=100000",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let task = Killed(
+        Command::new(env!("CARGO_BIN_EXE_sophon-workbench"))
+            .arg("run")
+            .arg(sweep.preset(1))
+            .arg("--out")
+            .arg(sweep.run_dir(1))
+            .args([
+                "--backend",
+                "flex",
+                "--set",
+                "sophon.outer_iterations=100000",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let running = sweep.run_dir(1);
     frames_until(&mut h, "the running point listed", |a| {
         a.runs.iter().any(|r| r.dir == running)
@@ -832,8 +834,7 @@ fn a_watched_sweep_folder_gains_a_point_in_the_runs_tab_when_its_run_finishes() 
     frames_until(&mut h, "the overlaid curve to grow", |a| {
         losses(a) > first + 5
     });
-    task.kill().unwrap();
-    let _ = task.wait();
+    drop(task);
     // Stop watching: the runs folder is listed again.
     h.get_by_label("Stop watching").click();
     h.step();

@@ -21,6 +21,9 @@ pub struct RunEntry {
     /// Its curves, once loaded for an overlay.
     pub series: Option<SeriesStore>,
     pub overlay: bool,
+    /// A watched sweep's point still without a result: where it stands ("running at SOPHON
+    /// iteration 35, checkpoint at 34"), shown instead of the bare status.
+    pub state: Option<String>,
 }
 
 impl RunEntry {
@@ -68,6 +71,7 @@ pub fn read_run(dir: &Path) -> Result<RunEntry, String> {
         summary,
         series: None,
         overlay: false,
+        state: None,
     })
 }
 
@@ -97,7 +101,8 @@ pub fn scan_sweep(dir: &Path) -> Result<(Vec<RunEntry>, usize), String> {
             if !run.join("config.toml").is_file() {
                 return None;
             }
-            Some(read_run(&run).unwrap_or_else(|_| RunEntry {
+            let state = sweep.state(i);
+            let mut entry = read_run(&run).unwrap_or_else(|_| RunEntry {
                 summary: Summary {
                     name: sweep.manifest.points[i].name.clone(),
                     ..Summary::default()
@@ -105,7 +110,10 @@ pub fn scan_sweep(dir: &Path) -> Result<(Vec<RunEntry>, usize), String> {
                 dir: run,
                 series: None,
                 overlay: false,
-            }))
+                state: None,
+            });
+            entry.state = (!state.is_done()).then(|| state.to_string());
+            Some(entry)
         })
         .collect();
     Ok((runs, total))
@@ -224,7 +232,7 @@ pub fn runs_ui(ui: &mut Ui, runs: &mut [RunEntry], watch: Option<&Watch>) -> Vec
                         actions.push(RunsAction::LoadSeries(i));
                     }
                     ui.label(run.label()).on_hover_text(run.dir.display().to_string());
-                    ui.label(run.summary.status.name());
+                    ui.label(run.state.as_deref().unwrap_or(run.summary.status.name()));
                     match &run.summary.verdict {
                         Some(v) => ui.label(v.status.name()).on_hover_text(&v.reason),
                         None => ui.label("—"),
@@ -336,6 +344,7 @@ mod spread_tests {
             summary,
             series: None,
             overlay: false,
+            state: None,
         }
     }
 

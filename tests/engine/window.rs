@@ -812,8 +812,13 @@ fn a_watched_sweep_folder_gains_a_point_in_the_runs_tab_when_its_run_finishes() 
             .unwrap(),
     );
     let running = sweep.run_dir(1);
-    frames_until(&mut h, "the running point listed", |a| {
-        a.runs.iter().any(|r| r.dir == running)
+    frames_until(&mut h, "the running point listed with its progress", |a| {
+        a.runs.iter().any(|r| {
+            r.dir == running
+                && r.state
+                    .as_deref()
+                    .is_some_and(|s| s.starts_with("running at "))
+        })
     });
     h.state_mut()
         .runs

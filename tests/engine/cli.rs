@@ -346,3 +346,94 @@ fn a_wrecking_alpha_is_destroyed_never_protected() {
     assert_eq!(summary["verdict"]["status"], "destroyed", "{summary}");
     assert_eq!(summary["status"], "diverged");
 }
+
+#[test]
+fn a_slurm_dry_run_writes_the_sweep_folder_and_job_script_and_submits_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let quick = concat!(env!("CARGO_MANIFEST_DIR"), "/presets/quick.toml");
+    let stdout = succeed(
+        workbench()
+            .args([
+                "sweep",
+                quick,
+                "--vary",
+                "seed=1,2",
+                "--vary",
+                "sophon.alpha=1e-3,5e-4",
+            ])
+            .args([
+                "--slurm",
+                "--dry-run",
+                "--partition",
+                "gpu",
+                "--time",
+                "02:00:00",
+            ])
+            .args(["--gpus-per-run", "1", "--cpus-per-run", "4"])
+            .arg("--runs-dir")
+            .arg(dir.path()),
+    );
+    assert!(stdout.contains("dry run: nothing submitted"), "{stdout}");
+    let sweep = std::path::PathBuf::from(
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("sweep folder "))
+            .unwrap(),
+    );
+    let script = std::fs::read_to_string(sweep.join("slurm/sweep.sbatch")).unwrap();
+    for line in [
+        "#SBATCH --array=0-3",
+        "#SBATCH --partition=gpu",
+        "#SBATCH --time=02:00:00",
+        "#SBATCH --gres=gpu:1",
+        "#SBATCH --cpus-per-task=4",
+        "backend=auto",
+    ] {
+        assert!(script.lines().any(|l| l == line), "{line}:\n{script}");
+    }
+    assert!(
+        !sweep.join("slurm/jobs.jsonl").exists(),
+        "nothing submitted"
+    );
+    for name in [
+        "quick-seed1-alpha1e-3",
+        "quick-seed1-alpha5e-4",
+        "quick-seed2-alpha1e-3",
+        "quick-seed2-alpha5e-4",
+    ] {
+        assert!(sweep.join("points").join(format!("{name}.toml")).is_file());
+    }
+    // Nothing has run: every point pending, and no table.
+    let status = succeed(workbench().args(["sweep", "--status"]).arg(&sweep));
+    assert!(status.contains("0 of 4 points finished"), "{status}");
+    assert_eq!(
+        status.lines().filter(|l| l.ends_with("  pending")).count(),
+        4,
+        "{status}"
+    );
+
+    // A bad option is named before anything is written; so is a Slurm flag without --slurm.
+    for (args, named) in [
+        (&["--slurm", "--time", "2h"][..], "--time"),
+        (&["--partition", "gpu"][..], "--partition"),
+    ] {
+        let out = workbench()
+            .args(["sweep", quick, "--vary", "seed=1"])
+            .args(args)
+            .arg("--runs-dir")
+            .arg(dir.path().join("bad"))
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(named), "{err}");
+        assert!(!dir.path().join("bad").exists(), "nothing written");
+    }
+    let out = workbench()
+        .args(["sweep", "--status"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a sweep folder"));
+}

@@ -452,6 +452,7 @@ fn bench(mut backends: Vec<BackendChoice>, k: usize, iters: usize) -> Result<()>
     println!(
         "bench-small: cnn-small 1x28x28, K = {k}, batch 150 (130/20), 3 warm-up + {iters} timed outer iterations"
     );
+    println!("{}", run::folder::kernels_line());
     for choice in backends {
         let backend = run::backend::select(choice)?;
         memory::reset_peak_rss();

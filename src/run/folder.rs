@@ -79,6 +79,52 @@ pub struct Cpu {
     pub compute_threads: usize,
     /// The operating system kernel's release (Linux: /proc/sys/kernel/osrelease).
     pub os_release: String,
+    /// The matrix-product kernels gemm runs here (see [`matmul_kernels`]).
+    #[serde(default)]
+    pub matmul_kernels: String,
+}
+
+/// The matrix-product kernels the `gemm` crate picks on this CPU, by the same test it makes:
+/// `avx512f` where the CPU has AVX-512F and this binary was built with the `avx512` feature (the
+/// default), else `avx2+fma` (x86-64 with FMA), `neon` (aarch64), or `scalar`.
+pub fn matmul_kernels() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if cfg!(feature = "avx512") && std::arch::is_x86_feature_detected!("avx512f") {
+            return "avx512f";
+        }
+        if std::arch::is_x86_feature_detected!("fma") {
+            return "avx2+fma";
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        if std::arch::is_aarch64_feature_detected!("neon") {
+            return "neon";
+        }
+    }
+    "scalar"
+}
+
+/// One line for `bench` and the logs: the CPU, its kernels, and whether AVX-512 kernels are
+/// built in.
+pub fn kernels_line() -> String {
+    let cpu = Cpu::detect();
+    let built = if cfg!(feature = "avx512") {
+        "AVX-512 kernels built in"
+    } else {
+        "built without AVX-512 kernels (--no-default-features)"
+    };
+    format!(
+        "CPU {} ({} compute threads): matrix products on {} kernels; {built}",
+        if cpu.model.is_empty() {
+            &cpu.arch
+        } else {
+            &cpu.model
+        },
+        cpu.compute_threads,
+        cpu.matmul_kernels
+    )
 }
 
 impl Cpu {
@@ -97,6 +143,7 @@ impl Cpu {
             features: simd_features(),
             compute_threads: rayon::current_num_threads(),
             os_release: read("/proc/sys/kernel/osrelease").trim().to_string(),
+            matmul_kernels: matmul_kernels().into(),
         }
     }
 }
@@ -532,6 +579,24 @@ pub fn read_metrics(dir: &Path) -> io::Result<Vec<MetricPoint>> {
     read_lines(dir)
 }
 
+/// The metric points in the last `bytes` of a run folder's `metrics.jsonl` (a partial first line
+/// and a torn last one are skipped): how far a run got, without reading a long run's whole file.
+pub fn read_last_metrics(dir: &Path, bytes: u64) -> io::Result<Vec<MetricPoint>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = File::open(dir.join("metrics.jsonl"))?;
+    let len = file.metadata()?.len();
+    let start = len.saturating_sub(bytes);
+    file.seek(SeekFrom::Start(start))?;
+    let mut tail = Vec::new();
+    file.read_to_end(&mut tail)?;
+    let text = String::from_utf8_lossy(&tail);
+    let mut lines = text.lines();
+    if start > 0 {
+        lines.next();
+    }
+    Ok(lines.filter_map(|l| serde_json::from_str(l).ok()).collect())
+}
+
 /// The lines of `metrics.jsonl` that parse as `T` (the others are of another kind, or torn).
 fn read_lines<T: serde::de::DeserializeOwned>(dir: &Path) -> io::Result<Vec<T>> {
     let text = fs::read_to_string(dir.join("metrics.jsonl"))?;
@@ -578,6 +643,26 @@ pub(crate) fn utc_stamp(t: SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_tail_of_the_metrics_reads_the_last_points_whole() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut folder = RunFolder::create_at(tmp.path()).unwrap();
+        for step in 0..1000 {
+            let point = MetricPoint {
+                series: "sophon/fts_loss".into(),
+                step,
+                value: 0.5,
+            };
+            folder.append_metric(&point).unwrap();
+        }
+        let tail = read_last_metrics(tmp.path(), 500).unwrap();
+        assert!(!tail.is_empty() && tail.len() < 20, "{}", tail.len());
+        assert_eq!(tail.last().unwrap().step, 999);
+        // Consecutive whole points: the partial first line was dropped, not misread.
+        assert!(tail.windows(2).all(|w| w[1].step == w[0].step + 1));
+        assert_eq!(read_last_metrics(tmp.path(), 1 << 20).unwrap().len(), 1000);
+    }
 
     #[test]
     fn utc_stamp_formats_known_dates() {

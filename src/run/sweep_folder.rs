@@ -16,7 +16,9 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use super::folder::{checkpointed_iteration, read_metrics, read_summary, utc_stamp, write_atomic};
+use super::folder::{
+    checkpointed_iteration, read_last_metrics, read_summary, utc_stamp, write_atomic,
+};
 use super::sweep::Axis;
 use crate::config::ExperimentConfig;
 use crate::sophon::series;
@@ -253,9 +255,10 @@ impl std::fmt::Display for RunProgress {
 }
 
 impl RunProgress {
-    /// Read from a run folder's `metrics.jsonl` and checkpoint state.
+    /// Read from the end of a run folder's `metrics.jsonl` and its checkpoint state (cheap
+    /// enough to do every second for every point of a watched sweep).
     pub fn of(dir: &Path) -> Self {
-        let phase = read_metrics(dir).ok().and_then(|points| {
+        let phase = read_last_metrics(dir, 64 * 1024).ok().and_then(|points| {
             points.iter().rev().find_map(|p| {
                 if p.series.starts_with(series::ATTACK) {
                     Some(ProgressPhase::Attack)

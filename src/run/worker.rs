@@ -207,6 +207,9 @@ fn execute(request: RunRequest, commands: &Receiver<Command>, emit: &dyn Fn(Even
         software_adapter: backend.is_software_adapter(),
         reason: backend.reason.clone(),
     });
+    if backend.adapter.is_none() {
+        emit(Event::Log(super::folder::kernels_line()));
+    }
 
     let devices = Devices::new(backend.device.clone());
     let mut monitor = ChannelMonitor {

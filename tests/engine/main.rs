@@ -27,3 +27,13 @@ pub fn skipped(test: &str, why: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
 }
+
+/// burn's ndarray backend draws every random number (parameter initialisation, shuffles) from one
+/// process-wide generator that `seed` resets. Two tests training on ndarray at once in this test
+/// binary would interleave their draws, so a test that compares two runs value for value, and
+/// any other test that trains on ndarray, holds this lock for its whole length.
+pub fn ndarray_rng() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

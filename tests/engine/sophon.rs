@@ -328,6 +328,7 @@ fn pause_step_resume_and_live_changes_during_sophon() {
 /// Run `config` uninterrupted, then again stopped after SOPHON's second outer iteration (a
 /// checkpoint) and resumed: the SOPHON metrics, the summary and the attack must match.
 fn resumed_equals_uninterrupted(config: ExperimentConfig) {
+    let _rng = crate::ndarray_rng();
     let base = tempfile::tempdir().unwrap();
     let (full, cut) = (base.path().join("full"), base.path().join("cut"));
 

@@ -232,6 +232,7 @@ const DIGITS_MLP: &[&str] = &[
 
 #[test]
 fn the_ndarray_backend_trains_like_flex() {
+    let _rng = crate::ndarray_rng();
     // The same tiny MLP run on both CPU backends reaches comparable accuracy.
     let config = small(DIGITS_MLP);
     let mut accs = Vec::new();

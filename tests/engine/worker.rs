@@ -92,6 +92,17 @@ fn stop_ends_a_run_promptly_and_leaves_valid_files() {
     if cfg!(target_arch = "x86_64") {
         let features = cpu["features"].as_array().unwrap();
         assert!(features.iter().any(|f| f == "sse4.2"), "{cpu}");
+        // gemm's kernels follow the CPU: AVX-512 where it has AVX-512F (and the build carries
+        // them, the default), else AVX2/FMA where it has FMA.
+        let has = |f: &str| features.iter().any(|g| g == f);
+        let expected = if has("avx512f") && cfg!(feature = "avx512") {
+            "avx512f"
+        } else if has("fma") {
+            "avx2+fma"
+        } else {
+            "scalar"
+        };
+        assert_eq!(cpu["matmul_kernels"], expected, "{cpu}");
     }
     drop(worker.commands);
     worker.thread.join().unwrap();

@@ -249,20 +249,26 @@ struct SlurmArgs {
 }
 
 impl SlurmArgs {
-    fn options(&self, backend: BackendChoice) -> Result<run::slurm::SlurmOptions> {
-        let binary = std::env::current_exe()
-            .and_then(|p| p.canonicalize())
-            .context("cannot find this program's own path for the job script")?;
-        let options = run::slurm::SlurmOptions {
+    fn resources(&self) -> Result<run::slurm::Resources> {
+        let resources = run::slurm::Resources {
             partition: self.partition.clone(),
             time: self.time.clone(),
             gpus_per_run: self.gpus_per_run,
             cpus_per_run: self.cpus_per_run,
+        };
+        resources.check()?;
+        Ok(resources)
+    }
+
+    fn options(&self, backend: BackendChoice) -> Result<run::slurm::SlurmOptions> {
+        let binary = std::env::current_exe()
+            .and_then(|p| p.canonicalize())
+            .context("cannot find this program's own path for the job script")?;
+        Ok(run::slurm::SlurmOptions {
+            resources: self.resources()?,
             backend,
             binary,
-        };
-        options.check()?;
-        Ok(options)
+        })
     }
 
     fn given(&self) -> bool {
@@ -642,19 +648,7 @@ fn resume_slurm_sweep(dir: &std::path::Path, slurm: &SlurmArgs) -> Result<()> {
         );
         return Ok(());
     }
-    let mut extra = Vec::new();
-    if let Some(p) = &slurm.partition {
-        extra.push(format!("--partition={p}"));
-    }
-    if let Some(t) = &slurm.time {
-        extra.push(format!("--time={t}"));
-    }
-    if let Some(n) = slurm.cpus_per_run {
-        extra.push(format!("--cpus-per-task={n}"));
-    }
-    if let Some(n) = slurm.gpus_per_run {
-        extra.push(format!("--gres=gpu:{n}"));
-    }
+    let extra = slurm.resources()?.directives();
     let indices: Vec<usize> = todo.iter().map(|p| p.index).collect();
     let submission = run::slurm::submit(&folder, Some(&indices), &extra)?;
     println!(

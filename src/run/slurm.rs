@@ -54,22 +54,18 @@ impl SlurmError {
     }
 }
 
-/// What each array task asks of Slurm, and what it runs.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SlurmOptions {
+/// What each array task asks of Slurm (every field optional: the cluster's defaults apply).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Resources {
     pub partition: Option<String>,
     /// `HH:MM:SS`, `MM:SS`, `D-HH:MM:SS` or minutes, as `sbatch --time` takes it.
     pub time: Option<String>,
     pub gpus_per_run: Option<u32>,
     pub cpus_per_run: Option<u32>,
-    /// The backend each task runs on (`auto`: wgpu on a GPU node, else flex).
-    pub backend: BackendChoice,
-    /// The `sophon-workbench` binary the nodes run (on the shared filesystem).
-    pub binary: PathBuf,
 }
 
-impl SlurmOptions {
-    /// Check the fields before anything is written: a bad one is named.
+impl Resources {
+    /// Check the fields before anything is written or submitted: a bad one is named.
     pub fn check(&self) -> Result<(), SlurmError> {
         if let Some(t) = &self.time
             && !valid_time(t)
@@ -103,8 +99,9 @@ impl SlurmOptions {
         Ok(())
     }
 
-    /// The `#SBATCH` lines these options ask for (resources only).
-    fn directives(&self) -> Vec<String> {
+    /// The `sbatch` options these ask for: `#SBATCH` lines in the job script, or options on
+    /// the command line of a resubmission (where they override the script's).
+    pub fn directives(&self) -> Vec<String> {
         let mut lines = Vec::new();
         if let Some(p) = &self.partition {
             lines.push(format!("--partition={p}"));
@@ -120,6 +117,16 @@ impl SlurmOptions {
         }
         lines
     }
+}
+
+/// What each array task asks of Slurm, and what it runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlurmOptions {
+    pub resources: Resources,
+    /// The backend each task runs on (`auto`: wgpu on a GPU node, else flex).
+    pub backend: BackendChoice,
+    /// The `sophon-workbench` binary the nodes run (on the shared filesystem).
+    pub binary: PathBuf,
 }
 
 /// `HH:MM:SS`, `MM:SS`, `D-HH:MM:SS`, `D-HH`, `D-HH:MM` or plain minutes.
@@ -143,7 +150,7 @@ fn quote(s: &str) -> String {
 
 /// Write the job script: one array task per point of `sweep`.
 pub fn write_script(sweep: &SweepFolder, options: &SlurmOptions) -> Result<PathBuf, SlurmError> {
-    options.check()?;
+    options.resources.check()?;
     let dir = sweep
         .dir
         .canonicalize()
@@ -174,7 +181,7 @@ pub fn write_script(sweep: &SweepFolder, options: &SlurmOptions) -> Result<PathB
     ));
     s.push_str(&format!("#SBATCH --array=0-{}\n", n.saturating_sub(1)));
     s.push_str(&format!("#SBATCH --output={}/%A_%a.out\n", logs.display()));
-    for d in options.directives() {
+    for d in options.resources.directives() {
         s.push_str(&format!("#SBATCH {d}\n"));
     }
     s.push_str("set -u\n");
@@ -546,21 +553,24 @@ mod tests {
         for bad in ["", "1h", "1:2:3:4", "-5", "a-01:00"] {
             assert!(!valid_time(bad), "{bad}");
         }
-        let options = SlurmOptions {
-            partition: None,
+        let resources = Resources {
             time: Some("1h".into()),
-            gpus_per_run: None,
             cpus_per_run: Some(0),
-            backend: BackendChoice::Auto,
-            binary: "/x".into(),
+            ..Resources::default()
         };
         assert!(
-            options
+            resources
                 .check()
                 .unwrap_err()
                 .to_string()
                 .starts_with("--time")
         );
+        let resources = Resources {
+            cpus_per_run: Some(0),
+            ..Resources::default()
+        };
+        let err = resources.check().unwrap_err().to_string();
+        assert!(err.starts_with("--cpus-per-run"), "{err}");
     }
 
     #[test]
@@ -571,10 +581,12 @@ mod tests {
         let configs = expand(&base, &axes).unwrap();
         let sweep = SweepFolder::create(tmp.path(), &base, &axes, &configs).unwrap();
         let options = SlurmOptions {
-            partition: Some("gpu".into()),
-            time: Some("00:20:00".into()),
-            gpus_per_run: Some(1),
-            cpus_per_run: Some(4),
+            resources: Resources {
+                partition: Some("gpu".into()),
+                time: Some("00:20:00".into()),
+                gpus_per_run: Some(1),
+                cpus_per_run: Some(4),
+            },
             backend: BackendChoice::Auto,
             binary: "/opt/it's here/sophon-workbench".into(),
         };

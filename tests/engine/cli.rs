@@ -2,16 +2,17 @@
 
 use std::process::Command;
 
-fn workbench() -> Command {
+pub fn workbench() -> Command {
     Command::new(env!("CARGO_BIN_EXE_sophon-workbench"))
 }
 
 /// Run `command`, which must exit 0; its standard output.
-fn succeed(command: &mut Command) -> String {
+pub fn succeed(command: &mut Command) -> String {
     let out = command.output().unwrap();
     assert!(
         out.status.success(),
-        "{}",
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()

@@ -11,21 +11,7 @@ use sophon_workbench::run::sweep_folder::SweepFolder;
 use sophon_workbench::sophon::series;
 use sophon_workbench::sophon::summary::RunStatus;
 
-fn workbench() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_sophon-workbench"))
-}
-
-/// Run the binary; its standard output (it must exit 0).
-fn succeed(command: &mut Command) -> String {
-    let out = command.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use crate::cli::{succeed, workbench};
 
 /// Whether a Slurm cluster answers here; why not, if it does not.
 fn cluster() -> Result<(), String> {

@@ -28,6 +28,22 @@ fn quick_app(runs: &Path) -> Workbench {
     app_on(config, "quick", runs)
 }
 
+/// The quick preset cut down to a run of a second or two.
+fn tiny_quick() -> ExperimentConfig {
+    ExperimentConfig::from_toml(
+        sophon_workbench::QUICK_PRESET,
+        "quick",
+        &[
+            "original.train=600".into(),
+            "restricted.train=200".into(),
+            "pretrain.epochs=1".into(),
+            "sophon.outer_iterations=2".into(),
+            "evaluation.strategies.0.epochs=1".into(),
+        ],
+    )
+    .unwrap()
+}
+
 /// A window on `config` (the flex backend), writing its run folders into `runs`.
 pub fn app_on(config: ExperimentConfig, origin: &str, runs: &Path) -> Workbench {
     let settings = Settings {
@@ -722,18 +738,7 @@ fn a_watched_sweep_folder_gains_a_point_in_the_runs_tab_when_its_run_finishes() 
     use sophon_workbench::run::sweep::{Axis, expand};
     use sophon_workbench::run::sweep_folder::SweepFolder;
     let runs = tempfile::tempdir().unwrap();
-    let base = ExperimentConfig::from_toml(
-        sophon_workbench::QUICK_PRESET,
-        "quick",
-        &[
-            "original.train=600".into(),
-            "restricted.train=200".into(),
-            "pretrain.epochs=1".into(),
-            "sophon.outer_iterations=2".into(),
-            "evaluation.strategies.0.epochs=1".into(),
-        ],
-    )
-    .unwrap();
+    let base = tiny_quick();
     let axes = [Axis::parse("seed=1,2").unwrap()];
     let sweep =
         SweepFolder::create(runs.path(), &base, &axes, &expand(&base, &axes).unwrap()).unwrap();
@@ -849,18 +854,7 @@ fn a_watched_sweep_folder_gains_a_point_in_the_runs_tab_when_its_run_finishes() 
 #[test]
 fn the_sweep_dialog_runs_its_grid_in_a_sweep_folder_and_watches_it() {
     let runs = tempfile::tempdir().unwrap();
-    let config = ExperimentConfig::from_toml(
-        sophon_workbench::QUICK_PRESET,
-        "quick",
-        &[
-            "original.train=600".into(),
-            "restricted.train=200".into(),
-            "pretrain.epochs=1".into(),
-            "sophon.outer_iterations=2".into(),
-            "evaluation.strategies.0.epochs=1".into(),
-        ],
-    )
-    .unwrap();
+    let config = tiny_quick();
     let mut app = app_on(config, "quick", runs.path());
     app.settings.sweep = sophon_workbench::app::sweep::SweepSpec {
         knob1: "seed".into(),

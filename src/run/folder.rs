@@ -216,9 +216,11 @@ impl RunFolder {
     }
 
     /// Use `dir` as the run folder. Refuses a folder that already holds a run, so nothing
-    /// written before is lost.
+    /// written before is lost; one that a killed run left with nothing in it (an empty
+    /// `metrics.jsonl`, no `config.toml`) is used again.
     pub fn create_at(dir: &Path) -> io::Result<Self> {
-        if dir.join("metrics.jsonl").exists() || dir.join("summary.json").exists() {
+        let metrics = fs::metadata(dir.join("metrics.jsonl")).map_or(0, |m| m.len());
+        if metrics > 0 || dir.join("summary.json").exists() || dir.join("config.toml").exists() {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
                 format!(
@@ -643,6 +645,25 @@ pub(crate) fn utc_stamp(t: SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_folder_a_killed_run_left_empty_is_used_again_but_one_with_a_run_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("run");
+        drop(RunFolder::create_at(&dir).unwrap());
+        // Killed before it wrote anything: started again in the same folder.
+        let mut folder = RunFolder::create_at(&dir).unwrap();
+        folder
+            .append_metric(&MetricPoint {
+                series: "pretrain/loss".into(),
+                step: 1,
+                value: 2.0,
+            })
+            .unwrap();
+        let err = RunFolder::create_at(&dir).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(read_metrics(&dir).unwrap().len(), 1, "nothing lost");
+    }
 
     #[test]
     fn the_tail_of_the_metrics_reads_the_last_points_whole() {

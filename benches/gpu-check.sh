@@ -17,7 +17,8 @@ step() {
     say ""
     say "== $title: $*"
     local t0=$SECONDS
-    timeout "$limit" "$@" 2>&1 | tail -n 40 | tee -a "$out"
+    # TERM at the limit (a run stops at its next safe point), KILL 15 s later.
+    timeout -k 15 "$limit" "$@" 2>&1 | tail -n 40 | tee -a "$out"
     local rc=${PIPESTATUS[0]}
     say "-- exit $rc after $((SECONDS - t0)) s (limit $limit s)"
 }

@@ -4,7 +4,7 @@
 # figure to one file. Usage, from the repository root:
 #   bash benches/gpu-check.sh [OUT_FILE]        (default: gpu-check.txt)
 # The build is the slow part (about 30 min from nothing on 2 cores, a few on 16); everything after
-# it is bounded to about 5 minutes by the timeouts below. Each step's output goes into OUT_FILE as
+# it is bounded to under 5 minutes by the timeouts below (280 s, each step killed 15 s past its own). Each step's output goes into OUT_FILE as
 # it ends, so a step that times out still leaves the ones before it.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -34,11 +34,11 @@ bin="${CARGO_TARGET_DIR:-target}/release/sophon-workbench"
 [[ -x "$bin" ]] || { say "no binary at $bin"; exit 1; }
 
 runs="$(mktemp -d)"
-step 30 "adapter" "$bin" backends
-step 90 "bench-small on wgpu" "$bin" bench --backend wgpu --iters 20
-step 60 "bench-small on flex" "$bin" bench --backend flex --iters 20
-step 60 "the quick preset on wgpu" "$bin" run presets/quick.toml --backend wgpu --out "$runs/quick"
-step 120 "the default preset, 200 outer iterations, on wgpu" "$bin" run presets/default.toml \
+step 15 "adapter" "$bin" backends
+step 75 "bench-small on wgpu" "$bin" bench --backend wgpu --iters 20
+step 45 "bench-small on flex" "$bin" bench --backend flex --iters 20
+step 45 "the quick preset on wgpu" "$bin" run presets/quick.toml --backend wgpu --out "$runs/quick"
+step 100 "the default preset, 200 outer iterations, on wgpu" "$bin" run presets/default.toml \
     --backend wgpu --out "$runs/default-200" \
     --set sophon.outer_iterations=200 --set pretrain.epochs=3 \
     --set evaluation.strategies.0.epochs=2 --set evaluation.best_effort.epochs=2 \

@@ -4,8 +4,9 @@
 # figure to one file. Usage, from the repository root:
 #   bash benches/gpu-check.sh [OUT_FILE]        (default: gpu-check.txt)
 # The build is the slow part (about 30 min from nothing on 2 cores, a few on 16); everything after
-# it is bounded to under 5 minutes by the timeouts below (280 s, each step killed 15 s past its own). Each step's output goes into OUT_FILE as
-# it ends, so a step that times out still leaves the ones before it.
+# it is bounded to under 5 minutes by the timeouts below (280 s, each step killed 15 s past its
+# own). Each step's output goes into OUT_FILE as it ends, so a step that times out still leaves the
+# ones before it.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-gpu-check.txt}"

@@ -10,7 +10,7 @@ use egui_plot::{Legend, Plot, Points};
 use super::series::SeriesStore;
 use crate::config::Start;
 use crate::run::folder::{read_metrics, read_summary};
-use crate::run::sweep_folder::{SweepFolder, run_dirs};
+use crate::run::sweep_folder::{SweepFolder, is_done, run_dirs};
 use crate::sophon::summary::Summary;
 
 /// One run folder as the runs list shows it.
@@ -101,7 +101,6 @@ pub fn scan_sweep(dir: &Path) -> Result<(Vec<RunEntry>, usize), String> {
             if !run.join("config.toml").is_file() {
                 return None;
             }
-            let state = sweep.state(i);
             let mut entry = read_run(&run).unwrap_or_else(|_| RunEntry {
                 summary: Summary {
                     name: sweep.manifest.points[i].name.clone(),
@@ -112,7 +111,10 @@ pub fn scan_sweep(dir: &Path) -> Result<(Vec<RunEntry>, usize), String> {
                 overlay: false,
                 state: None,
             });
-            entry.state = (!state.is_done()).then(|| state.to_string());
+            // Where an unfinished point stands (a finished one's summary says all).
+            if !is_done(entry.summary.status) {
+                entry.state = Some(sweep.state(i).to_string());
+            }
             Some(entry)
         })
         .collect();
@@ -166,10 +168,7 @@ pub fn runs_ui(ui: &mut Ui, runs: &mut [RunEntry], watch: Option<&Watch>) -> Vec
     let mut actions = Vec::new();
     if let Some(w) = watch {
         ui.horizontal(|ui| {
-            let finished = runs
-                .iter()
-                .filter(|r| crate::run::sweep_folder::is_done(r.summary.status))
-                .count();
+            let finished = runs.iter().filter(|r| is_done(r.summary.status)).count();
             ui.label(
                 RichText::new(format!(
                     "Watching sweep {}: {} of {} points started, {finished} finished",

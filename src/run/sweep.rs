@@ -74,20 +74,7 @@ impl Axis {
 /// `<base name>-<field><value>...`, or the first problem, naming the fields and values.
 pub fn expand(base: &ExperimentConfig, axes: &[Axis]) -> Result<Vec<ExperimentConfig>, SweepError> {
     let text = base.to_toml();
-    let mut points: Vec<Vec<(&Axis, &String)>> = vec![Vec::new()];
-    for axis in axes {
-        points = points
-            .into_iter()
-            .flat_map(|p| {
-                axis.values.iter().map(move |v| {
-                    let mut p = p.clone();
-                    p.push((axis, v));
-                    p
-                })
-            })
-            .collect();
-    }
-    points
+    grid(axes)
         .into_iter()
         .map(|point| {
             let mut sets: Vec<String> = point
@@ -104,6 +91,24 @@ pub fn expand(base: &ExperimentConfig, axes: &[Axis]) -> Result<Vec<ExperimentCo
                 .map_err(|error| SweepError::Point { point: what, error })
         })
         .collect()
+}
+
+/// Every point of the grid as its (axis, value) pairs, the first axis varying slowest.
+pub fn grid(axes: &[Axis]) -> Vec<Vec<(&Axis, &String)>> {
+    let mut points: Vec<Vec<(&Axis, &String)>> = vec![Vec::new()];
+    for axis in axes {
+        points = points
+            .into_iter()
+            .flat_map(|p| {
+                axis.values.iter().map(move |v| {
+                    let mut p = p.clone();
+                    p.push((axis, v));
+                    p
+                })
+            })
+            .collect();
+    }
+    points
 }
 
 /// A value as part of a run name: quotes dropped, a path reduced to its file stem, anything

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::folder::{
     checkpointed_iteration, read_last_metrics, read_summary, utc_stamp, write_atomic,
 };
-use super::sweep::Axis;
+use super::sweep::{Axis, grid};
 use crate::config::ExperimentConfig;
 use crate::sophon::series;
 use crate::sophon::summary::{RunStatus, Summary};
@@ -100,16 +100,11 @@ impl SweepFolder {
         let points_dir = dir.join(POINTS);
         fs::create_dir_all(&points_dir).map_err(|e| SweepFolderError::io(&points_dir, e))?;
         let mut points = Vec::with_capacity(configs.len());
-        for (i, config) in configs.iter().enumerate() {
-            let mut sets = Vec::new();
-            let mut k = i;
-            // The grid's first axis varies slowest: peel the indices off from the last axis.
-            for axis in axes.iter().rev() {
-                let n = axis.values.len().max(1);
-                sets.push(format!("{}={}", axis.path, axis.values[k % n]));
-                k /= n;
-            }
-            sets.reverse();
+        for (config, point) in configs.iter().zip(grid(axes)) {
+            let sets = point
+                .iter()
+                .map(|(axis, value)| format!("{}={value}", axis.path))
+                .collect();
             let path = points_dir.join(format!("{}.toml", config.name));
             write_atomic(&path, config.to_toml().as_bytes())
                 .map_err(|e| SweepFolderError::io(&path, e))?;

@@ -406,7 +406,9 @@ fn a_resumed_run_with_model_selection_keeps_the_selected_model() {
 }
 
 /// The same seed gives the same run, to the bit, on flex with cnn-small (whose convolution
-/// blocks run on rayon's threads): a result in a README can be reproduced.
+/// blocks run on rayon's threads): a result in a README can be reproduced. Each run is its own
+/// process, as a user's would be: burn's flex backend draws parameters from one process-wide
+/// generator, which other tests training in this binary at the same time would share.
 #[test]
 fn a_cnn_run_on_flex_is_reproducible_from_its_seed() {
     let overrides = [
@@ -416,16 +418,23 @@ fn a_cnn_run_on_flex_is_reproducible_from_its_seed() {
         "evaluation.strategies.0.epochs=1",
     ];
     let base = tempfile::tempdir().unwrap();
-    let worker = run::spawn(Box::new(|| {}));
+    let preset = base.path().join("preset.toml");
+    std::fs::write(&preset, small(&overrides).to_toml()).unwrap();
     let mut runs = Vec::new();
     for name in ["first", "second"] {
         let dir = base.path().join(name);
-        let req = request(&dir, &overrides, BackendChoice::Flex, false);
-        worker.commands.send(Command::Start(Box::new(req))).unwrap();
-        assert!(matches!(
-            until(&worker, |e| e.is_terminal()),
-            Event::Finished(_)
-        ));
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sophon-workbench"))
+            .arg("run")
+            .arg(&preset)
+            .args(["--backend", "flex", "--out"])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let summary = read_summary(&dir).unwrap();
         let sophon = summary.sophon.unwrap();
         runs.push((

@@ -272,6 +272,9 @@ impl Workbench {
                             for i in reload {
                                 self.runs_action(ctx, runs::RunsAction::LoadSeries(i));
                             }
+                            // One more frame: the runs table sizes its columns from the frame
+                            // before, and a point's state grows as it runs.
+                            ctx.request_repaint();
                         }
                         Err(e) => {
                             self.error = Some(format!("stopped watching: {e}"));

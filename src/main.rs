@@ -658,7 +658,7 @@ fn resume_slurm_sweep(dir: &std::path::Path, slurm: &SlurmArgs) -> Result<()> {
         points.len()
     );
     for p in todo {
-        let how = if folder.run_dir(p.index).join("config.toml").is_file() {
+        let how = if folder.started(p.index) {
             "resume"
         } else {
             "run"

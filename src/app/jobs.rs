@@ -119,6 +119,23 @@ impl Workbench {
         });
     }
 
+    /// Carry the overlay ticks and loaded curves of the listed runs over to `list`, a fresh
+    /// read of them; the indices in `list` of the overlaid runs that had no result yet (their
+    /// curves are still growing).
+    fn keep_overlays(&mut self, list: &mut [RunEntry]) -> Vec<usize> {
+        let mut growing = Vec::new();
+        for (i, r) in list.iter_mut().enumerate() {
+            if let Some(old) = self.runs.iter_mut().find(|o| o.dir == r.dir) {
+                r.overlay = old.overlay;
+                r.series = old.series.take();
+                if r.overlay && !run::sweep_folder::is_done(old.summary.status) {
+                    growing.push(i);
+                }
+            }
+        }
+        growing
+    }
+
     pub(super) fn refresh_runs(&mut self) {
         let (tx, _) = &self.replies;
         let tx = tx.clone();
@@ -255,19 +272,9 @@ impl Workbench {
                     match result {
                         Ok((mut list, total)) => {
                             watch.total = total;
-                            let mut reload = Vec::new();
-                            for (i, r) in list.iter_mut().enumerate() {
-                                if let Some(old) = self.runs.iter_mut().find(|o| o.dir == r.dir) {
-                                    r.overlay = old.overlay;
-                                    r.series = old.series.take();
-                                    // An overlaid point still running (or that just ended)
-                                    // follows its metrics.jsonl.
-                                    if r.overlay && !run::sweep_folder::is_done(old.summary.status)
-                                    {
-                                        reload.push(i);
-                                    }
-                                }
-                            }
+                            // An overlaid point still running (or that just ended) follows its
+                            // metrics.jsonl.
+                            let reload = self.keep_overlays(&mut list);
                             self.runs = list;
                             for i in reload {
                                 self.runs_action(ctx, runs::RunsAction::LoadSeries(i));
@@ -284,13 +291,7 @@ impl Workbench {
                     }
                 }
                 Reply::Runs(mut list) => {
-                    // Keep overlays and loaded curves across refreshes.
-                    for r in &mut list {
-                        if let Some(old) = self.runs.iter_mut().find(|o| o.dir == r.dir) {
-                            r.overlay = old.overlay;
-                            r.series = old.series.take();
-                        }
-                    }
+                    self.keep_overlays(&mut list);
                     let extra: Vec<RunEntry> = self
                         .runs
                         .drain(..)

@@ -97,10 +97,10 @@ pub fn scan_sweep(dir: &Path) -> Result<(Vec<RunEntry>, usize), String> {
     let total = sweep.manifest.points.len();
     let runs = (0..total)
         .filter_map(|i| {
-            let run = sweep.run_dir(i);
-            if !run.join("config.toml").is_file() {
+            if !sweep.started(i) {
                 return None;
             }
+            let run = sweep.run_dir(i);
             let mut entry = read_run(&run).unwrap_or_else(|_| RunEntry {
                 summary: Summary {
                     name: sweep.manifest.points[i].name.clone(),

@@ -478,6 +478,12 @@ impl PointStatus {
             return self.state.to_string();
         };
         let id = task.id();
+        // Why Slurm ended it: its log's word, else sacct's state, else `otherwise`.
+        let why_ended = |why: &Option<String>, state: &Option<String>, otherwise: &str| {
+            why.clone()
+                .or_else(|| state.clone())
+                .unwrap_or_else(|| otherwise.into())
+        };
         match (&self.state, &task.state) {
             (PointState::Finished { .. }, _) => format!("{} (job {id})", self.state),
             (PointState::Pending, TaskState::Pending { reason }) => {
@@ -493,20 +499,14 @@ impl PointStatus {
             (state, TaskState::Running) => format!("running again (job {id}); was {state}"),
             // Ended in Slurm, but the run folder never said so: the task was killed.
             (PointState::Running { progress, .. }, TaskState::Ended { state, why }) => {
-                let why = why
-                    .clone()
-                    .or_else(|| state.clone())
-                    .unwrap_or_else(|| "ended without a summary".into());
+                let why = why_ended(why, state, "ended without a summary");
                 format!(
                     "failed at {progress}: killed by {why}; job {id}, log {}",
                     task.log.display()
                 )
             }
             (PointState::Pending, TaskState::Ended { state, why }) => {
-                let why = why
-                    .clone()
-                    .or_else(|| state.clone())
-                    .unwrap_or_else(|| "no run folder was made".into());
+                let why = why_ended(why, state, "no run folder was made");
                 format!(
                     "failed before it started: {why}; job {id}, log {}",
                     task.log.display()

@@ -173,6 +173,12 @@ impl SweepFolder {
         self.dir.join(&self.manifest.points[i].name)
     }
 
+    /// Whether point `i` has started: its run folder holds `config.toml`, so the job script
+    /// resumes it rather than starting it again.
+    pub fn started(&self, i: usize) -> bool {
+        self.run_dir(i).join("config.toml").is_file()
+    }
+
     /// Point `i`'s state as its run folder tells it (Slurm's view is added by
     /// [`super::slurm`]).
     pub fn state(&self, i: usize) -> PointState {

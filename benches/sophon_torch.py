@@ -12,7 +12,8 @@ Two variants:
   first-order a fresh graph per inner step, gradients accumulated as they come (flat in K).
 
 Usage: python3 benches/sophon_torch.py [--k 10] [--iters 20] [--threads 2] [--variant both]
-Needs only `pip install torch` (CPU).
+                                       [--device cpu|cuda]
+Needs only `pip install torch` (CPU; `--device cuda` times the same loop on an NVIDIA GPU).
 """
 import argparse
 import copy
@@ -46,7 +47,7 @@ def ice(logits, labels):
 
 
 def batch(images, labels, n, gen):
-    idx = torch.randint(0, images.shape[0], (n,), generator=gen)
+    idx = torch.randint(0, images.shape[0], (n,), generator=gen).to(images.device)
     return images[idx], labels[idx]
 
 
@@ -98,13 +99,15 @@ def ntr(model, opt, data, gen):
     return float(loss)
 
 
-def run(variant, k, iters, warmup=3):
+def run(variant, k, iters, device, warmup=3):
     torch.manual_seed(1)
     gen = torch.Generator().manual_seed(1)
     # Random stand-ins for the procedural images: the cost does not depend on the pixels.
     original = (torch.rand(1000, 1, 28, 28) * 2 - 1, torch.randint(0, 10, (1000,)))
     restricted = (torch.rand(1000, 1, 28, 28) * 2 - 1, torch.randint(0, 10, (1000,)))
-    model = CnnSmall()
+    original = tuple(t.to(device) for t in original)
+    restricted = tuple(t.to(device) for t in restricted)
+    model = CnnSmall().to(device)
     fts_opt = torch.optim.Adam(model.parameters(), lr=3e-4)
     ntr_opt = torch.optim.Adam(model.parameters(), lr=5e-4)
     fts = fts_reference if variant == "reference" else fts_first_order
@@ -113,6 +116,8 @@ def run(variant, k, iters, warmup=3):
         t = time.perf_counter()
         fts(model, fts_opt, restricted, k, gen)
         ntr(model, ntr_opt, original, gen)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
         if i >= warmup:
             times.append((time.perf_counter() - t) * 1e3)
     return times
@@ -124,11 +129,14 @@ def main():
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--variant", choices=["reference", "first-order", "both"], default="both")
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda on a machine with an NVIDIA GPU")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    print(f"PyTorch {torch.__version__} eager, CPU, {a.threads} threads, bench-small K = {a.k}")
+    device = torch.device(a.device)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    print(f"PyTorch {torch.__version__} eager, {where}, {a.threads} threads, bench-small K = {a.k}")
     for v in ["reference", "first-order"] if a.variant == "both" else [a.variant]:
-        t = run(v, a.k, a.iters)
+        t = run(v, a.k, a.iters, device)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(
             f"torch-{v:<12} outer iteration  median {statistics.median(t):8.1f} ms  "

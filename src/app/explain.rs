@@ -117,6 +117,7 @@ pub fn narrate(story: &Story<'_>) -> (String, Vec<String>) {
     let pretrained = last(&names::pretrain_original(story.metric));
     let intact = names::sophon_original(story.metric);
     let probe = names::sophon_probe(story.metric);
+    let selected = names::selected_original(story.metric);
     let f = |x: Option<f64>| x.map_or("—".to_string(), |x| format!("{x:.2}"));
     if let Some(summary) = story.summary {
         return ended_story(story, summary);
@@ -153,11 +154,21 @@ pub fn narrate(story: &Story<'_>) -> (String, Vec<String>) {
         (Some(Phase::Attack), _) => (
             "Protected. Next: attack it".into(),
             vec![
-                format!(
-                    "After SOPHON the model still scores {} {m} on {orig} (it started at {}).",
-                    f(last(&intact)),
-                    f(first(&intact).or(pretrained))
-                ),
+                // The model handed on: model selection's pick where it kept one (the curve's
+                // last point is the last model's), else the last model.
+                match story.series.get(&selected).and_then(<[_]>::last) {
+                    Some(&[it, score]) => format!(
+                        "After SOPHON the model handed on (the one of outer iteration {it}, \
+                         picked by model selection) scores {} {m} on {orig} (it started at {}).",
+                        f(Some(score)),
+                        f(first(&intact).or(pretrained))
+                    ),
+                    None => format!(
+                        "After SOPHON the model still scores {} {m} on {orig} (it started at {}).",
+                        f(last(&intact)),
+                        f(first(&intact).or(pretrained))
+                    ),
+                },
                 format!(
                     "An attacker now fine-tunes it on {restr}, and, to compare, the unprotected \
                      model and a fresh one. Press Next."
@@ -349,6 +360,20 @@ mod tests {
         assert_eq!(title, "Protected. Next: attack it");
         assert!(lines[0].contains("still scores 0.75 accuracy"), "{lines:?}");
         assert!(lines[0].contains("started at 0.79"), "{lines:?}");
+
+        // With model selection, the model handed on is its pick, not the last one evaluated.
+        series.push("sophon/original_acc", 100.0, 0.70);
+        series.push("sophon/selected_original_acc", 50.0, 0.75);
+        let mut s = story(&series);
+        s.waiting = Some(Phase::Attack);
+        let (_, lines) = narrate(&s);
+        assert!(
+            lines[0].contains(
+                "(the one of outer iteration 50, picked by model selection) scores 0.75 accuracy"
+            ),
+            "{lines:?}"
+        );
+        assert!(!lines[0].contains("0.70"), "{lines:?}");
     }
 
     #[test]

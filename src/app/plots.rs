@@ -3,7 +3,7 @@
 //! optionally smoothed views of the full history kept in a [`SeriesStore`].
 
 use egui::{Color32, Id, Ui};
-use egui_plot::{Legend, Line, LineStyle, Plot, PlotUi, VLine};
+use egui_plot::{Legend, Line, LineStyle, MarkerShape, Plot, PlotUi, Points, VLine};
 
 use super::series::{SeriesStore, decimate, segments, smooth};
 use crate::config::{Metric, Start};
@@ -132,6 +132,8 @@ fn sophon_plot(name: &str, height: f32, group: Id) -> Plot<'_> {
 }
 
 /// The plot names, so tests can find them.
+/// The legend entry of model selection's pick on the intactness plot.
+const HANDED_ON: &str = "handed on (model selection)";
 pub const INTACTNESS_PLOT: &str = "Intactness and non-fine-tunability probe";
 pub const LOSS_PLOT: &str = "SOPHON losses";
 pub const ATTACK_PLOT: &str = "Attack: fine-tuning on the restricted domain";
@@ -202,6 +204,20 @@ pub fn curves_ui(
                                 let name = format!("{label}: {}", o.name);
                                 draw(plot, &name, p, color, 0.0, LineStyle::dashed_dense(), thick);
                             }
+                        }
+                    }
+                    // The model handed on by model selection, where it kept one.
+                    for (series, color) in [
+                        (names::selected_original(metric), INTACT),
+                        (names::selected_probe(metric), PROBE),
+                    ] {
+                        if let Some(p) = store.get(&series) {
+                            plot.points(
+                                Points::new(HANDED_ON, p.to_vec())
+                                    .shape(MarkerShape::Diamond)
+                                    .radius(if presenter { 8.0 } else { 6.0 })
+                                    .color(color),
+                            );
                         }
                     }
                     for (domain, label, color) in [

@@ -249,6 +249,8 @@ fn draw_page<DB: DrawingBackend>(
         &[
             (names::sophon_original(m), "intactness (original)", GREEN),
             (names::sophon_probe(m), "probe (restricted)", ORANGE),
+            (names::selected_original(m), "handed on: intactness", GREEN),
+            (names::selected_probe(m), "handed on: probe", ORANGE),
         ],
         page,
         true,
@@ -453,6 +455,14 @@ fn draw_chart<DB: DrawingBackend>(
         .light_line_style(RGBColor(235, 235, 235))
         .draw()?;
     for (points, label, color) in present {
+        // A single point (model selection's pick) is a marker, not a line.
+        if let [point] = points {
+            chart
+                .draw_series(std::iter::once(Circle::new(*point, 7, color.filled())))?
+                .label(label)
+                .legend(move |(x, y)| Circle::new((x + 9, y), 5, color.filled()));
+            continue;
+        }
         // A long noisy series (a loss per iteration): faint as it is, and its bucket means bold
         // (plotters' wide strokes spike at sharp turns, so only smooth lines are drawn wide).
         let bold = if points.len() > MAX_POINTS {

@@ -410,6 +410,18 @@ pub fn protect<M: Protectable>(
         p.probe_score = eval
             .probe(&model, s.iteration)
             .map_err(|d| report(monitor, d))?;
+        // One point each on the curves' axes, so the window and the report mark the model
+        // handed on (the curves' last points are the last model's).
+        monitor.metric(
+            &series::selected_original(M::METRIC),
+            s.iteration,
+            p.original_score,
+        );
+        monitor.metric(
+            &series::selected_probe(M::METRIC),
+            s.iteration,
+            p.probe_score,
+        );
         monitor.log(&format!(
             "model selection: the model of iteration {} is handed on (original validation {} {:.4}, validation probe {:.4})",
             s.iteration,

@@ -48,6 +48,16 @@ pub fn sophon_probe(metric: Metric) -> String {
     format!("sophon/probe_restricted_{}", metric.name())
 }
 
+/// Model selection's pick: intactness of the model handed on, one point at its iteration.
+pub fn selected_original(metric: Metric) -> String {
+    format!("sophon/selected_original_{}", metric.name())
+}
+
+/// Model selection's pick: the probe of the model handed on, one point at its iteration.
+pub fn selected_probe(metric: Metric) -> String {
+    format!("sophon/selected_probe_restricted_{}", metric.name())
+}
+
 /// A classifier's share of head-feeding units that are on, on `domain`'s validation split.
 pub fn units_on(domain: &str) -> String {
     format!("sophon/{domain}_units_on")

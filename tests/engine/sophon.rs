@@ -538,10 +538,32 @@ fn model_selection_hands_on_the_evaluation_with_the_lowest_probe_that_kept_intac
                 // split's figure, reported once).
                 assert!((s.original_validation.unwrap() - original).abs() < 1e-9);
                 assert_eq!(s.scores.probe, Some(probe));
+                // The curves mark it: one point each, at its iteration, with its figures.
+                let marked = |name: &str| -> Vec<(usize, f64)> {
+                    rec.metrics
+                        .iter()
+                        .filter(|m| m.0 == name)
+                        .map(|m| (m.1, m.2))
+                        .collect()
+                };
+                assert_eq!(
+                    marked("sophon/selected_original_acc"),
+                    [(it, s.original_validation.unwrap())]
+                );
+                assert_eq!(
+                    marked("sophon/selected_probe_restricted_acc"),
+                    [(it, probe)]
+                );
             }
             None => {
                 assert_eq!(s.selected_iteration, None, "tolerance {tolerance}");
                 assert_eq!(s.original_validation, Some(evals[6].1), "the last model");
+                assert!(
+                    !rec.metrics
+                        .iter()
+                        .any(|m| m.0.starts_with("sophon/selected_")),
+                    "nothing selected, nothing marked"
+                );
             }
         }
     }

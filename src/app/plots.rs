@@ -206,18 +206,23 @@ pub fn curves_ui(
                             }
                         }
                     }
-                    // The model handed on by model selection, where it kept one.
+                    // The model handed on by model selection, where it kept one: a diamond in
+                    // its curve's colour, ringed in the text colour so it stands out on the line.
+                    let ring = plot.ctx().global_style().visuals.strong_text_color();
+                    let radius = if presenter { 8.0 } else { 6.0 };
                     for (series, color) in [
                         (names::selected_original(metric), INTACT),
                         (names::selected_probe(metric), PROBE),
                     ] {
                         if let Some(p) = store.get(&series) {
-                            plot.points(
-                                Points::new(HANDED_ON, p.to_vec())
-                                    .shape(MarkerShape::Diamond)
-                                    .radius(if presenter { 8.0 } else { 6.0 })
-                                    .color(color),
-                            );
+                            for (r, c) in [(radius + 2.5, ring), (radius, color)] {
+                                plot.points(
+                                    Points::new(HANDED_ON, p.to_vec())
+                                        .shape(MarkerShape::Diamond)
+                                        .radius(r)
+                                        .color(c),
+                                );
+                            }
                         }
                     }
                     for (domain, label, color) in [

@@ -447,18 +447,20 @@ fn a_cnn_run_on_flex_is_reproducible_from_its_seed() {
     assert_eq!(runs[0], runs[1]);
 }
 
+/// The recorded points `(step, value)` of one series.
+fn points(rec: &Recorder, name: &str) -> Vec<(usize, f64)> {
+    rec.metrics
+        .iter()
+        .filter(|m| m.0 == name)
+        .map(|m| (m.1, m.2))
+        .collect()
+}
+
 /// The evaluations of a run: (iteration, original accuracy, probe).
 fn evaluations(rec: &Recorder) -> Vec<(usize, f64, f64)> {
-    let series = |name: &str| -> Vec<(usize, f64)> {
-        rec.metrics
-            .iter()
-            .filter(|m| m.0 == name)
-            .map(|m| (m.1, m.2))
-            .collect()
-    };
-    series("sophon/original_acc")
+    points(rec, "sophon/original_acc")
         .into_iter()
-        .zip(series("sophon/probe_restricted_acc"))
+        .zip(points(rec, "sophon/probe_restricted_acc"))
         .map(|((i, o), (j, p))| {
             assert_eq!(i, j);
             (i, o, p)
@@ -539,19 +541,12 @@ fn model_selection_hands_on_the_evaluation_with_the_lowest_probe_that_kept_intac
                 assert!((s.original_validation.unwrap() - original).abs() < 1e-9);
                 assert_eq!(s.scores.probe, Some(probe));
                 // The curves mark it: one point each, at its iteration, with its figures.
-                let marked = |name: &str| -> Vec<(usize, f64)> {
-                    rec.metrics
-                        .iter()
-                        .filter(|m| m.0 == name)
-                        .map(|m| (m.1, m.2))
-                        .collect()
-                };
                 assert_eq!(
-                    marked("sophon/selected_original_acc"),
+                    points(&rec, "sophon/selected_original_acc"),
                     [(it, s.original_validation.unwrap())]
                 );
                 assert_eq!(
-                    marked("sophon/selected_probe_restricted_acc"),
+                    points(&rec, "sophon/selected_probe_restricted_acc"),
                     [(it, probe)]
                 );
             }

@@ -131,9 +131,10 @@ fn sophon_plot(name: &str, height: f32, group: Id) -> Plot<'_> {
         .x_axis_label("outer iteration")
 }
 
-/// The plot names, so tests can find them.
 /// The legend entry of model selection's pick on the intactness plot.
 const HANDED_ON: &str = "handed on (model selection)";
+
+/// The plot names, so tests can find them.
 pub const INTACTNESS_PLOT: &str = "Intactness and non-fine-tunability probe";
 pub const LOSS_PLOT: &str = "SOPHON losses";
 pub const ATTACK_PLOT: &str = "Attack: fine-tuning on the restricted domain";

@@ -10,7 +10,7 @@
 #   SOPHON_BIN_NOAVX512   a `--no-default-features` build of the same commit, for the A/B
 #   PROFILE_LOG           where CubeCL's profile of the wgpu iterations goes (default: beside OUT_FILE)
 # Building is the slow part (about 30 min from nothing on 2 cores); everything after it is bounded
-# by the step limits below (about 6 minutes in all, each step killed 15 s past its own). Each
+# by the step limits below (about 7 minutes in all, each step killed 15 s past its own). Each
 # step's output goes into OUT_FILE as it ends, so a step that times out still leaves the ones
 # before it.
 set -uo pipefail
@@ -87,6 +87,8 @@ else
 fi
 
 step 45 "the quick preset on wgpu" "$bin" run presets/quick.toml --backend wgpu --out "$runs/quick"
+# Again, with the kernels the first run tuned now in CubeCL's cache: what a user's second run costs.
+step 45 "the quick preset on wgpu, second run" "$bin" run presets/quick.toml --backend wgpu --out "$runs/quick-again"
 step 100 "the default preset, 200 outer iterations, on wgpu" "$bin" run presets/default.toml \
     --backend wgpu --out "$runs/default-200" \
     --set sophon.outer_iterations=200 --set pretrain.epochs=3 \
@@ -94,7 +96,7 @@ step 100 "the default preset, 200 outer iterations, on wgpu" "$bin" run presets/
     --set 'evaluation.best_effort.rungs=[1]'
 # Seconds per phase, from each run's summary.json (pre-training, SOPHON, the whole run); for a run
 # stopped by its limit, how far it got (the last line of metrics.jsonl).
-for run in quick default-200; do
+for run in quick quick-again default-200; do
     [[ -f "$runs/$run/summary.json" ]] || continue
     say "$run: $(python3 - "$runs/$run" <<'PY' 2>&1
 import json, sys

@@ -72,6 +72,16 @@ fn status(sweep: &SweepFolder) -> String {
     succeed(workbench().arg("sweep").arg("--status").arg(&sweep.dir))
 }
 
+/// `sweep --resume-slurm` on the sweep folder; its output.
+fn resume_slurm(sweep: &SweepFolder) -> String {
+    succeed(
+        workbench()
+            .arg("sweep")
+            .arg("--resume-slurm")
+            .arg(&sweep.dir),
+    )
+}
+
 /// Poll until `done` holds (at most `limit`), then the last `--status`; on a timeout the
 /// status and the task logs are shown.
 fn wait_for(sweep: &SweepFolder, what: &str, limit: Duration, done: impl Fn(&SweepFolder) -> bool) {
@@ -201,12 +211,7 @@ fn a_slurm_sweep_runs_every_point_and_a_cancelled_task_resumes_to_the_end() {
         "{table}"
     );
 
-    let resumed = succeed(
-        workbench()
-            .arg("sweep")
-            .arg("--resume-slurm")
-            .arg(&sweep.dir),
-    );
+    let resumed = resume_slurm(&sweep);
     assert!(resumed.contains("for 1 of 1 points"), "{resumed}");
     assert!(resumed.contains("quick-seed5  resume: "), "{resumed}");
     let second = job_of(&resumed);
@@ -235,12 +240,7 @@ fn a_slurm_sweep_runs_every_point_and_a_cancelled_task_resumes_to_the_end() {
         "{table}"
     );
     // Nothing left to submit.
-    let again = succeed(
-        workbench()
-            .arg("sweep")
-            .arg("--resume-slurm")
-            .arg(&sweep.dir),
-    );
+    let again = resume_slurm(&sweep);
     assert!(
         again.contains("nothing to submit: 1 of 1 points finished"),
         "{again}"

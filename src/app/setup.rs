@@ -874,6 +874,22 @@ fn strategies_ui(ui: &mut Ui, config: &mut ExperimentConfig, error: Option<&Fiel
         });
     }
     Grid::new("evaluation").num_columns(2).show(ui, |ui| {
+        let own = &mut config.evaluation.attacker_images;
+        row(
+            ui,
+            "Attacker's own images",
+            "Hold this many restricted training images out of SOPHON's: the attackers fine-tune on them alone, \
+             as an attacker with its own data would. Off: the attackers fine-tune on the images SOPHON trained on.",
+            |ui, l| {
+                let mut on = own.is_some();
+                if ui.checkbox(&mut on, "").labelled_by(l).changed() {
+                    *own = on.then_some(400);
+                }
+                if let Some(n) = own {
+                    count(ui, l, n, 1, 1_000_000);
+                }
+            },
+        );
         field_error_ui(ui, error, "evaluation");
     });
 }

@@ -861,6 +861,12 @@ pub struct EvaluationConfig {
     /// (`sophon.select.tolerance`, on validation), which should be tighter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tolerance: Option<f64>,
+    /// The attacker's own restricted training images: this many are drawn (seeded) out of the
+    /// restricted training set, after the validation split, and every attacker fine-tunes on
+    /// them alone, while SOPHON (FTS and the probe) trains on the rest and never sees them.
+    /// Absent: no split, and the attackers fine-tune on the images SOPHON trained on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attacker_images: Option<usize>,
 }
 
 fn default_eval_batch() -> usize {
@@ -1053,6 +1059,9 @@ impl ExperimentConfig {
                 "evaluation.tolerance",
                 "must be a finite number ≥ 0",
             ));
+        }
+        if let Some(n) = e.attacker_images {
+            at_least("evaluation.attacker_images", n, 1)?;
         }
         let mut names = HashSet::new();
         for (i, s) in e.strategies.iter().enumerate() {

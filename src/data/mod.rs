@@ -199,6 +199,9 @@ pub struct Domain {
     /// Empty until [`Domain::hold_out_validation`].
     pub validation: ImageSet,
     pub test: ImageSet,
+    /// The attacker's own training images, held out of `train` by [`Domain::hold_out_attacker`]
+    /// (`None`: the attacker trains on `train`, the images the defender trained on).
+    pub attacker: Option<ImageSet>,
 }
 
 impl Domain {
@@ -222,8 +225,33 @@ impl Domain {
         Ok(Self {
             train,
             validation,
-            test: self.test,
+            ..self
         })
+    }
+
+    /// Move `n` training images, drawn at random (deterministic in `seed`), to the attacker's
+    /// own split: what is left in `train` is the defender's alone. `field` names the setting in
+    /// the error when the training set cannot spare them.
+    pub fn hold_out_attacker(self, n: usize, seed: u64, field: &str) -> Result<Self, DataError> {
+        if n == 0 || n >= self.train.len() {
+            return Err(DataError::Invalid(format!(
+                "{field}: an attacker's split of {n} images must hold at least one image and leave the defender at least one ({} has {} training images after the validation split)",
+                self.train.name,
+                self.train.len()
+            )));
+        }
+        let mut rng = rng::Rng::from_keys(&[seed, 0x41_54_4B]);
+        let (train, attacker) = self.train.split_random(n, &mut rng);
+        Ok(Self {
+            train,
+            attacker: Some(attacker),
+            ..self
+        })
+    }
+
+    /// The images an attacker fine-tunes on: its own split when one was held out, else `train`.
+    pub fn attacker_train(&self) -> &ImageSet {
+        self.attacker.as_ref().unwrap_or(&self.train)
     }
 }
 
@@ -286,6 +314,7 @@ pub fn load_domain(data: &DataSource, input: &InputConfig, seed: u64) -> Result<
         train,
         validation,
         test,
+        attacker: None,
     })
 }
 

@@ -141,7 +141,10 @@ pub fn steps(strategy: &AttackStrategy, restricted: &Domain) -> usize {
 
 /// Optimisation steps per epoch of `strategy`.
 pub fn epoch_steps(strategy: &AttackStrategy, restricted: &Domain) -> usize {
-    restricted.train.len().div_ceil(strategy.batch_size)
+    restricted
+        .attacker_train()
+        .len()
+        .div_ceil(strategy.batch_size)
 }
 
 /// How an attack run reports each epoch: the phase a divergence names, the metric series its
@@ -215,7 +218,7 @@ impl<M: Protectable> AttackRun<M> {
         while self.diverged.is_none() && self.epochs_done() < to {
             let epoch = self.epochs_done();
             let mut rng = Rng::from_keys(&[a.seed, 0x41_54_4B, self.name_key, epoch as u64]);
-            let len = a.restricted.train.len();
+            let len = a.restricted.attacker_train().len();
             for idx in epoch_batches(len, self.strategy.batch_size, Some(&mut rng)) {
                 let model = self
                     .model
@@ -223,7 +226,7 @@ impl<M: Protectable> AttackRun<M> {
                     .expect("the model is back after every step");
                 let lr = self.strategy.optimizer.lr;
                 let mut trainer = Trainer::on(a, &mut self.optim, lr);
-                let (m, loss) = trainer.step(model, &a.restricted.train, &idx, &mut rng);
+                let (m, loss) = trainer.step(model, a.restricted.attacker_train(), &idx, &mut rng);
                 self.model = Some(m);
                 *step += 1;
                 if let Err(d) = finite(loss, phase, epoch + 1, "loss") {

@@ -56,6 +56,10 @@ pub fn load_domains(config: &ExperimentConfig) -> Result<(Domain, Domain), DataE
     let restricted = data::load_domain(&config.restricted, &config.input, seed ^ 0x5EED)?;
     let n = config.restricted_validation().count(restricted.train.len());
     let restricted = restricted.hold_out_validation(n, seed ^ 0x5EED, "validation.restricted")?;
+    let restricted = match config.evaluation.attacker_images {
+        Some(n) => restricted.hold_out_attacker(n, seed ^ 0x5EED, "evaluation.attacker_images")?,
+        None => restricted,
+    };
     Ok((original, restricted))
 }
 

@@ -63,6 +63,9 @@ pub struct SplitSizes {
     pub train: usize,
     pub validation: usize,
     pub test: usize,
+    /// The attacker's own training images, held out of `train` (`evaluation.attacker_images`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attacker: Option<usize>,
 }
 
 impl SplitSizes {
@@ -71,6 +74,7 @@ impl SplitSizes {
             train: domain.train.len(),
             validation: domain.validation.len(),
             test: domain.test.len(),
+            attacker: domain.attacker.as_ref().map(|a| a.len()),
         }
     }
 }
@@ -81,7 +85,11 @@ impl std::fmt::Display for SplitSizes {
             f,
             "{} train / {} validation / {} test",
             self.train, self.validation, self.test
-        )
+        )?;
+        match self.attacker {
+            Some(n) => write!(f, " / {n} the attacker's own"),
+            None => Ok(()),
+        }
     }
 }
 

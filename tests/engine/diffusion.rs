@@ -162,6 +162,7 @@ fn dos_after_finetune(
         train: tune,
         validation: set.clone(),
         test: set.clone(),
+        attacker: None,
     };
     let tuned = train(
         unet.clone(),

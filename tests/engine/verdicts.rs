@@ -286,3 +286,131 @@ fn the_best_effort_search_never_reads_a_test_image_to_choose() {
     assert_eq!(clean_result.per_epoch.len(), 2);
     assert_ne!(clean_result.per_epoch, dirty_result.per_epoch);
 }
+
+/// `domain` with every label of the attacker's own split shifted by one: whatever trains on
+/// those images learns something else.
+fn attacker_poisoned(domain: &sophon_workbench::data::Domain) -> sophon_workbench::data::Domain {
+    let mut d = domain.clone();
+    let own = d.attacker.as_mut().expect("the attacker has its own split");
+    let classes = own.classes as u32;
+    for label in own.labels.iter_mut() {
+        *label = (*label + 1) % classes;
+    }
+    d
+}
+
+/// With `evaluation.attacker_images` the attacker brings its own images, as in the threat
+/// model: they are a split of their own, disjoint from SOPHON's; SOPHON (FTS, the probe,
+/// selection) never reads one, and the attackers train on them alone.
+#[test]
+fn with_its_own_images_the_attacker_trains_on_images_sophon_never_saw() {
+    let config = small(&[
+        "evaluation.attacker_images=150",
+        "sophon.outer_iterations=4",
+        "sophon.eval_every=1",
+        "sophon.select={tolerance=1.0}",
+    ]);
+    let sophon = config.sophon.clone().unwrap();
+    let devices = Devices::new(Device::flex());
+    let (original, restricted) = experiment::load_domains(&config).unwrap();
+    let own = restricted.attacker.as_ref().unwrap();
+    // 500 restricted training images: 100 (20 %) validation, 150 the attacker's, 250 SOPHON's.
+    assert_eq!(
+        (
+            restricted.validation.len(),
+            own.len(),
+            restricted.train.len()
+        ),
+        (100, 150, 250)
+    );
+    let sophons: std::collections::HashSet<Vec<u32>> = (0..restricted.train.len())
+        .map(|i| {
+            restricted
+                .train
+                .image(i)
+                .iter()
+                .map(|v| v.to_bits())
+                .collect()
+        })
+        .collect();
+    assert!(
+        (0..own.len()).all(|i| {
+            let bits: Vec<u32> = own.image(i).iter().map(|v| v.to_bits()).collect();
+            !sophons.contains(&bits)
+        }),
+        "no image of the attacker's is one of SOPHON's"
+    );
+
+    let (model, _) = crate::training::pretrained(&config, 1, &devices);
+    let context = |restricted| RunContext::<Classifier> {
+        ctx: &(),
+        original: &original,
+        restricted,
+        eval_batch: 200,
+        seed: config.seed,
+        devices: &devices,
+    };
+    let protect = |restricted| {
+        let mut rec = Recorder::default();
+        let (_, summary) = sophon_workbench::sophon::protect::protect(
+            model.clone(),
+            &context(restricted),
+            &sophon,
+            &mut rec,
+            None,
+        )
+        .unwrap();
+        (rec.metrics, summary.selected_iteration)
+    };
+    let poisoned = attacker_poisoned(&restricted);
+    assert_eq!(
+        protect(&restricted),
+        protect(&poisoned),
+        "SOPHON's every measure and choice ignores the attacker's images"
+    );
+
+    let strategy = &config.evaluation.strategies[0];
+    assert_eq!(
+        sophon_workbench::sophon::attack::steps(strategy, &restricted),
+        strategy.epochs * 150_usize.div_ceil(strategy.batch_size),
+        "an attacker's epoch is a pass over its own images"
+    );
+    let attack = |restricted| {
+        let mut step = 0;
+        let (_, result) = sophon_workbench::sophon::attack::fine_tune(
+            &model,
+            sophon_workbench::config::Start::Original,
+            strategy,
+            &context(restricted),
+            &mut Recorder::default(),
+            &mut step,
+        )
+        .unwrap();
+        result.per_epoch
+    };
+    assert_ne!(
+        attack(&restricted),
+        attack(&poisoned),
+        "the attacker trains on its own images"
+    );
+}
+
+/// An attacker's split that leaves SOPHON nothing, or holds nothing, is refused, naming the
+/// field.
+#[test]
+fn an_attackers_split_that_cannot_be_carved_is_refused_naming_the_field() {
+    let too_many = small(&["evaluation.attacker_images=400"]);
+    let err = experiment::load_domains(&too_many).unwrap_err().to_string();
+    assert!(
+        err.contains("evaluation.attacker_images") && err.contains("400"),
+        "{err}"
+    );
+    let none = sophon_workbench::config::ExperimentConfig::from_toml(
+        sophon_workbench::QUICK_PRESET,
+        "quick",
+        &["evaluation.attacker_images=0".to_string()],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(none.contains("evaluation.attacker_images"), "{none}");
+}

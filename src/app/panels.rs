@@ -533,6 +533,7 @@ fn verdict_ui(ui: &mut Ui, v: &Verdict) {
         ))
         .weak(),
     );
+    ui.label(RichText::new(v.attacker_data()).weak());
     egui::Grid::new("verdict-attackers")
         .striped(true)
         .num_columns(4)

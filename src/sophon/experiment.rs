@@ -360,6 +360,7 @@ fn run_task<M: Protectable>(
             tolerance,
             margin: config.evaluation.margin,
             attacks: &summary.attack,
+            attacker_own_images: restricted.attacker.as_ref().map(|a| a.len()),
         }))
     });
     if let Some(v) = &summary.verdict {

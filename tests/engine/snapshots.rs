@@ -64,7 +64,13 @@ fn previews_loaded(h: &mut Harness<'_, Workbench>) -> bool {
 /// Whether this machine can render; a visible skip where it cannot (a failure under
 /// `SOPHON_REQUIRE_WGPU`, which CI sets).
 fn can_render(test: &str) -> bool {
-    if sophon_workbench::run::backend::probe_adapter().is_some() {
+    if let Some(adapter) = sophon_workbench::run::backend::probe_adapter() {
+        // Shown with a failure: another rasteriser draws text and images a little differently.
+        println!(
+            "{test}: rendering on {} ({}, {}); the committed snapshots are lavapipe's (Vulkan), \
+             which `apt-get install mesa-vulkan-drivers` provides",
+            adapter.name, adapter.device_type, adapter.api
+        );
         return true;
     }
     let why = "no wgpu adapter to render with (install mesa-vulkan-drivers for lavapipe)";

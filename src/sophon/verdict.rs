@@ -100,7 +100,7 @@ pub struct Verdict {
     pub attackers: Vec<AttackerVerdict>,
     /// How many restricted images of their own the attackers fine-tuned on, never seen by
     /// SOPHON (`evaluation.attacker_images`); `None`: they fine-tuned on SOPHON's own images
-    /// (the paper's protocol as we read it), which can make memorised suppression look like protection.
+    /// (as the authors' reference code does), which can make memorised suppression look like protection.
     #[serde(default)]
     pub attacker_own_images: Option<usize>,
 }

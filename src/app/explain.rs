@@ -154,20 +154,24 @@ pub fn narrate(story: &Story<'_>) -> (String, Vec<String>) {
         (Some(Phase::Attack), _) => (
             "Protected. Next: attack it".into(),
             vec![
-                // The model handed on: model selection's pick where it kept one (the curve's
-                // last point is the last model's), else the last model.
-                match story.series.get(&selected).and_then(<[_]>::last) {
-                    Some(&[it, score]) => format!(
-                        "After SOPHON the model handed on (the one of outer iteration {it}, \
-                         picked by model selection) scores {} {m} on {orig} (it started at {}).",
-                        f(Some(score)),
+                {
+                    // The model handed on: model selection's pick where it kept one (the
+                    // curve's last point is the last model's), else the last model.
+                    let (model, score) = match story.series.get(&selected).and_then(<[_]>::last) {
+                        Some(&[it, score]) => (
+                            format!(
+                                "the model handed on (the one of outer iteration {it}, picked by \
+                                 model selection)"
+                            ),
+                            Some(score),
+                        ),
+                        None => ("the model still".to_string(), last(&intact)),
+                    };
+                    format!(
+                        "After SOPHON {model} scores {} {m} on {orig} (it started at {}).",
+                        f(score),
                         f(first(&intact).or(pretrained))
-                    ),
-                    None => format!(
-                        "After SOPHON the model still scores {} {m} on {orig} (it started at {}).",
-                        f(last(&intact)),
-                        f(first(&intact).or(pretrained))
-                    ),
+                    )
                 },
                 format!(
                     "An attacker now fine-tunes it on {restr}, and, to compare, the unprotected \

@@ -319,10 +319,17 @@ fn draw_header<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, page: &Page) -
         _ => RED,
     };
     let verdict = format!("Verdict: {}", v.status.name().to_uppercase());
+    let verdict_font = (SANS, 30).into_font().color(&color);
+    // Beside the verdict, whose images the attackers fine-tuned on: the verdict means little
+    // without it.
+    let (verdict_width, _) = area
+        .estimate_text_size(&verdict, &verdict_font)
+        .unwrap_or((420, 30));
+    area.draw(&Text::new(verdict, (24, 58), verdict_font))?;
     area.draw(&Text::new(
-        verdict,
-        (24, 58),
-        (SANS, 30).into_font().color(&color),
+        format!("({})", v.attacker_data()),
+        (24 + verdict_width as i32 + 20, 66),
+        (SANS, 18).into_font().color(&GREY),
     ))?;
     let i = &v.intactness;
     let line = format!(

@@ -239,6 +239,11 @@ fn sweep_runs_every_point_of_the_grid_and_tabulates_them() {
             svg.starts_with("<svg") && svg.contains("Verdict: "),
             "{svg:.200}"
         );
+        // Beside the verdict: whose images the attackers fine-tuned on (quick shares SOPHON's).
+        assert!(
+            svg.contains("the attackers fine-tuned on the restricted images SOPHON trained on"),
+            "{svg:.2000}"
+        );
     }
     let err = workbench()
         .args(["report", "/no/such/run"])

@@ -771,9 +771,9 @@ fn run_headless(
                         dir.display()
                     );
                 }
-                Event::Failed(e) => {
+                Event::Failed(failure) => {
                     bar.finish_and_clear();
-                    bail!(e);
+                    bail!(failure.to_string());
                 }
             }
         }

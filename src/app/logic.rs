@@ -359,7 +359,8 @@ impl Workbench {
                 self.ended(ctx, how, Some(*summary))
             }
             Event::Stopped(summary) => self.ended(ctx, RunStatus::Stopped, Some(*summary)),
-            Event::Failed(message) => {
+            Event::Failed(failure) => {
+                let message = failure.to_string();
                 self.push_log(format!("failed: {message}"));
                 self.error = Some(message);
                 self.ended(ctx, RunStatus::Failed, None);

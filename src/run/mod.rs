@@ -13,4 +13,6 @@ pub mod worker;
 
 pub use backend::{Backend, BackendChoice};
 pub use folder::{MetricPoint, RunFolder};
-pub use worker::{Command, Event, OutDir, RunRequest, SamplesEvent, WorkerHandle, spawn};
+pub use worker::{
+    Command, Event, OutDir, RunFailure, RunRequest, SamplesEvent, WorkerHandle, spawn,
+};

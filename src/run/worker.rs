@@ -2,12 +2,14 @@
 //! step drains the command channel: `Pause` blocks until `Resume`/`Step`/`Stop`, `Stop` ends the
 //! run cleanly (the summary is written with status `stopped`).
 
+use std::io;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError, unbounded};
 
-use super::backend::{self, Backend, BackendChoice};
+use super::backend::{self, Backend, BackendChoice, NoAdapter};
 use super::folder::{Environment, EventLine, MetricPoint, RunFolder, Verified, verify_checkpoint};
 use crate::config::ExperimentConfig;
 use crate::sophon::experiment::{self, EngineError};
@@ -85,7 +87,51 @@ pub enum Event {
     /// `divergences` say where).
     Finished(Box<Summary>),
     Stopped(Box<Summary>),
-    Failed(String),
+    /// The run ended without a result (shared, so that events stay cheap to clone).
+    Failed(Arc<RunFailure>),
+}
+
+/// Why a run ended without a result. Each message names the file, the folder or the setting at
+/// fault; nothing already written is lost.
+#[derive(Debug, thiserror::Error)]
+pub enum RunFailure {
+    /// The backend asked for cannot run here.
+    #[error(transparent)]
+    Backend(#[from] NoAdapter),
+    /// The run folder could not be made, or already holds a run (the message names it).
+    #[error("{0}")]
+    Folder(io::Error),
+    /// The run to resume has a `summary.json` that cannot be read.
+    #[error("cannot resume: {0}")]
+    ResumeSummary(io::Error),
+    /// The run to resume cannot be reopened.
+    #[error("cannot resume {}: {source}", dir.display())]
+    Reopen { dir: PathBuf, source: io::Error },
+    /// A resume was asked for a folder to create runs in, not a run folder.
+    #[error("resuming needs the run folder itself")]
+    ResumeNeedsRunFolder,
+    /// A model to load could not be read, or does not match its recorded checksum.
+    #[error(transparent)]
+    Checkpoint(StoreError),
+    /// A file of the run folder could not be written (`what` names it).
+    #[error("{}: cannot {what}: {source}", dir.display())]
+    Write {
+        dir: PathBuf,
+        what: &'static str,
+        source: io::Error,
+    },
+    /// A sample grid could not be written.
+    #[error(transparent)]
+    Samples(StoreError),
+    /// The experiment stopped on an error: bad data, a model file (the message names it).
+    #[error(transparent)]
+    Engine(EngineError),
+}
+
+impl From<RunFailure> for Event {
+    fn from(failure: RunFailure) -> Self {
+        Event::Failed(Arc::new(failure))
+    }
 }
 
 /// One sample grid: clean | noised to step `t` | denoised, one row per test image.
@@ -152,32 +198,38 @@ fn worker_loop(commands: Receiver<Command>, events: Sender<Event>, notify: Box<d
 
 /// Run one request to its end and return its terminal event.
 fn execute(request: RunRequest, commands: &Receiver<Command>, emit: &dyn Fn(Event)) -> Event {
-    let backend = match backend::select(request.backend) {
-        Ok(b) => b,
-        Err(e) => return Event::Failed(e.to_string()),
-    };
+    match run_request(request, commands, emit) {
+        Ok(terminal) => terminal,
+        Err(failure) => failure.into(),
+    }
+}
+
+/// [`execute`], with a failure as an error.
+fn run_request(
+    request: RunRequest,
+    commands: &Receiver<Command>,
+    emit: &dyn Fn(Event),
+) -> Result<Event, RunFailure> {
+    let backend = backend::select(request.backend)?;
     let mut summary = Summary::default();
     let folder = match (&request.out, request.resume) {
         (OutDir::Exact(dir), true) => {
             match super::folder::read_summary(dir) {
                 Ok(previous) => summary = previous,
                 // Killed before its first summary: nothing to keep.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Event::Failed(format!("cannot resume: {e}")),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(RunFailure::ResumeSummary(e)),
             }
-            RunFolder::reopen(dir).map_err(|e| format!("cannot resume {}: {e}", dir.display()))
+            RunFolder::reopen(dir).map_err(|source| RunFailure::Reopen {
+                dir: dir.clone(),
+                source,
+            })?
         }
-        (OutDir::In(_), true) => {
-            return Event::Failed("resuming needs the run folder itself".into());
-        }
+        (OutDir::In(_), true) => return Err(RunFailure::ResumeNeedsRunFolder),
         (OutDir::In(base), false) => {
-            RunFolder::create_in(base, &request.config.name).map_err(|e| e.to_string())
+            RunFolder::create_in(base, &request.config.name).map_err(RunFailure::Folder)?
         }
-        (OutDir::Exact(dir), false) => RunFolder::create_at(dir).map_err(|e| e.to_string()),
-    };
-    let folder = match folder {
-        Ok(f) => f,
-        Err(e) => return Event::Failed(e),
+        (OutDir::Exact(dir), false) => RunFolder::create_at(dir).map_err(RunFailure::Folder)?,
     };
     // Models loaded from a run folder are checked against the checksums recorded there.
     let loads = [
@@ -185,21 +237,22 @@ fn execute(request: RunRequest, commands: &Receiver<Command>, emit: &dyn Fn(Even
         request.config.sophon.as_ref().and_then(|s| s.load.as_ref()),
     ];
     for path in loads.into_iter().flatten() {
-        match verify_checkpoint(path) {
-            Ok(Verified::Matches) => {}
-            Ok(Verified::Unrecorded) => emit(Event::Log(format!(
+        match verify_checkpoint(path).map_err(RunFailure::Checkpoint)? {
+            Verified::Matches => {}
+            Verified::Unrecorded => emit(Event::Log(format!(
                 "{}: no checksum recorded for it; loaded unverified",
                 path.display()
             ))),
-            Err(e) => return Event::Failed(e.to_string()),
         }
     }
-    if let Err(e) = folder
+    folder
         .write_config(&request.config)
         .and_then(|()| folder.write_environment(&environment(&backend)))
-    {
-        return Event::Failed(format!("{}: cannot write: {e}", folder.dir.display()));
-    }
+        .map_err(|source| RunFailure::Write {
+            dir: folder.dir.clone(),
+            what: "write",
+            source,
+        })?;
     emit(Event::Started {
         dir: folder.dir.clone(),
         backend: backend.name.into(),
@@ -236,19 +289,20 @@ fn execute(request: RunRequest, commands: &Receiver<Command>, emit: &dyn Fn(Even
             summary.status = RunStatus::Failed;
             summary.error = Some(e.to_string());
             let _ = folder.write_summary(&summary);
-            return Event::Failed(e.to_string());
+            return Err(RunFailure::Engine(e));
         }
     };
     if let Some(e) = monitor.write_error {
-        return Event::Failed(e);
+        return Err(e);
     }
-    match folder.write_summary(&summary) {
-        Ok(()) => terminal,
-        Err(e) => Event::Failed(format!(
-            "{}: cannot write summary.json: {e}",
-            folder.dir.display()
-        )),
-    }
+    folder
+        .write_summary(&summary)
+        .map_err(|source| RunFailure::Write {
+            dir: folder.dir.clone(),
+            what: "write summary.json",
+            source,
+        })?;
+    Ok(terminal)
 }
 
 fn environment(backend: &Backend) -> Environment {
@@ -272,7 +326,8 @@ struct ChannelMonitor<'a> {
     emit: &'a dyn Fn(Event),
     folder: RunFolder,
     paused: bool,
-    write_error: Option<String>,
+    /// The first write that failed (the run goes on; it fails at the end, naming the file).
+    write_error: Option<RunFailure>,
     updates: Vec<LiveUpdate>,
     resume: bool,
     /// Presenter mode's phase stops are on.
@@ -282,6 +337,16 @@ struct ChannelMonitor<'a> {
 }
 
 impl ChannelMonitor<'_> {
+    /// Keep the first failed write of the run folder (`what`: "append metrics", …).
+    fn write_failed(&mut self, what: &'static str, source: io::Error) {
+        let dir = &self.folder.dir;
+        self.write_error.get_or_insert_with(|| RunFailure::Write {
+            dir: dir.clone(),
+            what,
+            source,
+        });
+    }
+
     /// Apply one command; `Ok(true)` when it lets one step run. Pausing takes effect (and
     /// `Paused` is sent) at the next step boundary.
     fn handle(&mut self, cmd: Command) -> Result<bool, Interrupted> {
@@ -397,10 +462,8 @@ impl Monitor for ChannelMonitor<'_> {
             step,
             value,
         };
-        if let Err(e) = self.folder.append_metric(&point) {
-            self.write_error.get_or_insert_with(|| {
-                format!("{}: cannot append metrics: {e}", self.folder.dir.display())
-            });
+        if let Err(source) = self.folder.append_metric(&point) {
+            self.write_failed("append metrics", source);
         }
         (self.emit)(Event::Metric(point));
     }
@@ -414,9 +477,7 @@ impl Monitor for ChannelMonitor<'_> {
             .folder
             .append_event(&EventLine::Divergence(event.clone()))
         {
-            self.write_error.get_or_insert_with(|| {
-                format!("{}: cannot append metrics: {e}", self.folder.dir.display())
-            });
+            self.write_failed("append metrics", e);
         }
         (self.emit)(Event::Log(format!("diverged: {event}")));
         (self.emit)(Event::Diverged(event.clone()));
@@ -424,12 +485,7 @@ impl Monitor for ChannelMonitor<'_> {
 
     fn summary(&mut self, summary: &Summary) {
         if let Err(e) = self.folder.write_summary(summary) {
-            self.write_error.get_or_insert_with(|| {
-                format!(
-                    "{}: cannot write summary.json: {e}",
-                    self.folder.dir.display()
-                )
-            });
+            self.write_failed("write summary.json", e);
         }
     }
 
@@ -451,7 +507,7 @@ impl Monitor for ChannelMonitor<'_> {
                 file,
             }))),
             Err(e) => {
-                self.write_error.get_or_insert(e.to_string());
+                self.write_error.get_or_insert(RunFailure::Samples(e));
             }
         }
     }

@@ -223,7 +223,7 @@ fn a_batch_larger_than_its_training_set_is_refused_before_training() {
         .unwrap();
     let message = loop {
         match worker.events.recv_timeout(Duration::from_secs(60)).unwrap() {
-            Event::Failed(m) => break m,
+            Event::Failed(m) => break m.to_string(),
             e if e.is_terminal() => panic!("{e:?}"),
             _ => {}
         }

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use sophon_workbench::run::folder::{read_metrics, read_summary};
-use sophon_workbench::run::{self, BackendChoice, Command, Event, OutDir, RunRequest};
+use sophon_workbench::run::{self, BackendChoice, Command, Event, OutDir, RunFailure, RunRequest};
 use sophon_workbench::sophon::Phase;
 use sophon_workbench::sophon::summary::RunStatus;
 
@@ -157,7 +157,10 @@ fn an_existing_run_folder_is_never_overwritten() {
     std::fs::write(dir.path().join("summary.json"), "{}").unwrap();
     let worker = start(dir.path(), &[]);
     match next(&worker) {
-        Event::Failed(e) => assert!(e.contains("already holds a run"), "{e}"),
+        Event::Failed(e) => {
+            assert!(matches!(*e, RunFailure::Folder(_)), "{e:?}");
+            assert!(e.to_string().contains("already holds a run"), "{e}");
+        }
         e => panic!("{e:?}"),
     }
     assert_eq!(
@@ -178,7 +181,8 @@ fn a_data_error_fails_the_run_with_the_file_named() {
     loop {
         match next(&worker) {
             Event::Failed(e) => {
-                assert!(e.contains("/no/such/train"), "{e}");
+                assert!(matches!(*e, RunFailure::Engine(_)), "{e:?}");
+                assert!(e.to_string().contains("/no/such/train"), "{e}");
                 break;
             }
             e if e.is_terminal() => panic!("{e:?}"),

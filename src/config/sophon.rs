@@ -108,6 +108,19 @@ pub struct ProbeConfig {
     pub optimizer: OptimizerConfig,
     pub steps: usize,
     pub batch_size: usize,
+    /// Score the probe at this many evenly spaced points of its fine-tune (after step
+    /// `steps·k/curve`, k = 1..curve) and report their mean, as the verdict's "mean over epochs"
+    /// does for an attacker; 1 (the default) scores it after the last step only.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub curve: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
 }
 
 /// A short SGD-momentum fine-tune (lr 1e-2, 20 steps of 64 images).
@@ -117,6 +130,7 @@ impl Default for ProbeConfig {
             optimizer: OptimizerConfig::new(OptimizerKind::SgdMomentum, 1e-2),
             steps: 20,
             batch_size: 64,
+            curve: 1,
         }
     }
 }
@@ -358,6 +372,15 @@ impl SophonConfig {
             return Err(invalid(f("probe.steps"), "must be at least 1"));
         }
         batch_size(&f("probe.batch_size"), self.probe.batch_size)?;
+        if self.probe.curve == 0 || self.probe.curve > self.probe.steps {
+            return Err(invalid(
+                f("probe.curve"),
+                format!(
+                    "must be between 1 and probe.steps ({}): the points of the probe's fine-tune it is scored at",
+                    self.probe.steps
+                ),
+            ));
+        }
         self.probe.optimizer.validate(&f("probe.optimizer"))?;
         if let Some(select) = &self.select {
             if select.holdout == Some(0) {

@@ -38,6 +38,7 @@ pub fn bench_config(k: usize) -> SophonConfig {
             optimizer: OptimizerConfig::new(OptimizerKind::Sgd, 1e-4),
             steps: 1,
             batch_size: 1,
+            curve: 1,
         },
         ..SophonConfig::default()
     }

@@ -100,7 +100,8 @@ pub fn optimizers() -> (ModuleOptimizer, ModuleOptimizer) {
 }
 
 /// The restricted-domain measure on `restricted.validation` after a short fine-tune of a copy
-/// of `model` on `restricted.train` (never on the test split: the probe picks models). A NaN or infinite loss or score is a [`Divergence`] of the
+/// of `model` on `restricted.train` (never on the test split: the probe picks models): after
+/// its last step, or with `curve = n` the mean over n evenly spaced points of the fine-tune. A NaN or infinite loss or score is a [`Divergence`] of the
 /// `probe` at outer iteration `iteration` (not a figure: a diverged attacker scores at chance,
 /// which would read as perfect protection).
 pub fn probe<M: Protectable>(
@@ -114,17 +115,25 @@ pub fn probe<M: Protectable>(
     let mut optim = super::optim::build(&config.optimizer);
     let mut trainer = Trainer::on(run, &mut optim, config.optimizer.lr);
     let mut rng = Rng::from_keys(&[run.seed, 0x50_52_4F_42, iteration as u64]);
+    let quantity = format!("restricted_{}", M::METRIC.name());
+    let points = config.curve.max(1);
+    let mut scores = 0.0;
+    let mut next_point = 1;
     for k in 1..=config.steps {
         let idx = sample_batch(restricted.train.len(), config.batch_size, &mut rng);
         let (c, loss) = trainer.step(copy, &restricted.train, &idx, &mut rng);
         copy = c;
         finite(loss, "probe", iteration, &format!("loss at probe step {k}"))?;
+        // Scored after step ⌈steps·j/points⌉ for j = 1..points: the last step always.
+        if k * points >= next_point * config.steps {
+            // (A classifier with NaN parameters still scores a finite accuracy, at chance.)
+            finite(parameter_norm(&copy), "probe", iteration, "parameters")?;
+            let score = run.score(&copy, &restricted.validation);
+            scores += finite(score, "probe", iteration, &quantity)?;
+            next_point += 1;
+        }
     }
-    // (A classifier with NaN parameters still scores a finite accuracy, at chance.)
-    finite(parameter_norm(&copy), "probe", iteration, "parameters")?;
-    let score = run.score(&copy, &restricted.validation);
-    let quantity = format!("restricted_{}", M::METRIC.name());
-    finite(score, "probe", iteration, &quantity)
+    Ok(scores / points as f64)
 }
 
 /// What the periodic evaluation needs.

@@ -16,12 +16,12 @@ use sophon_workbench::run::{self, BackendChoice, Command, Event, MetricPoint, Ou
 use sophon_workbench::sophon::fts::{FtsContext, fts_gradient, fts_step, sample_batch};
 use sophon_workbench::sophon::losses::suppression;
 use sophon_workbench::sophon::measure::units_on;
-use sophon_workbench::sophon::protect::optimizers;
+use sophon_workbench::sophon::protect::{optimizers, probe};
 use sophon_workbench::sophon::summary::RunStatus;
 use sophon_workbench::sophon::train::Trainer;
 use sophon_workbench::sophon::{Devices, LiveUpdate, Phase, experiment};
 
-use crate::training::{Recorder, pretrained, small};
+use crate::training::{Recorder, on, pretrained, small};
 
 /// Every float the module holds (parameters and normalisation statistics), flattened.
 struct Snapshot(Vec<f32>);
@@ -504,6 +504,49 @@ fn sophon_records_the_share_of_hidden_units_on_per_domain() {
             m.hidden[0].bias = Some(Param::from_tensor(Tensor::full([8], bias, device)));
         }
         assert_eq!(units_on(&model, &restricted.test, 64, device), want);
+    }
+}
+
+/// `probe.curve = n` scores the probe's fine-tune at n evenly spaced points and reports their
+/// mean (the verdict's "mean over epochs"): with 4 steps, curve 2 is the mean of the probes of 2
+/// and of 4 steps, curve 4 the mean of all four; curve 1 is the last point alone.
+#[test]
+fn a_probe_scored_over_its_curve_is_the_mean_of_its_points() {
+    use sophon_workbench::config::sophon::ProbeConfig;
+    use sophon_workbench::config::{OptimizerConfig, OptimizerKind};
+    let devices = Devices::new(Device::flex());
+    let config = small(&[]);
+    let (model, _) = pretrained(&config, 1, &devices);
+    let (_, restricted) = experiment::load_domains(&config).unwrap();
+    let run = on(&restricted, 1, &devices);
+    let p = |steps: usize, curve: usize| {
+        let config = ProbeConfig {
+            optimizer: OptimizerConfig::new(OptimizerKind::Adam, 1e-2),
+            steps,
+            batch_size: 50,
+            curve,
+        };
+        probe(&model, &run, &config, 7).unwrap()
+    };
+    let last: Vec<f64> = (1..=4).map(|steps| p(steps, 1)).collect();
+    assert!(
+        last.windows(2).any(|w| w[0] != w[1]),
+        "the fine-tune moves the score: {last:?}"
+    );
+    let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
+    assert!(close(p(4, 2), (last[1] + last[3]) / 2.0), "{last:?}");
+    assert!(close(p(4, 4), last.iter().sum::<f64>() / 4.0), "{last:?}");
+    assert!(close(p(4, 1), last[3]));
+    // A curve longer than the fine-tune, or empty, is refused naming the field.
+    for curve in [0, 11] {
+        let err = ExperimentConfig::from_toml(
+            sophon_workbench::QUICK_PRESET,
+            "quick",
+            &[format!("sophon.probe.curve={curve}")],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("sophon.probe.curve"), "{err}");
     }
 }
 

@@ -327,7 +327,7 @@ fn draw_header<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, page: &Page) -
         .unwrap_or((420, 30));
     area.draw(&Text::new(verdict, (24, 58), verdict_font))?;
     area.draw(&Text::new(
-        format!("({})", v.attacker_data()),
+        v.attacker_data(),
         (24 + verdict_width as i32 + 20, 66),
         (SANS, 18).into_font().color(&GREY),
     ))?;

@@ -702,11 +702,12 @@ fn sophon_ui(
         row(ui, "Evaluate every", "Measure intactness and the fine-tuning probe every this many outer iterations.", |ui, l| {
             count(ui, l, &mut s.eval_every, 0, 10_000);
         });
-        row(ui, "Probe", "The cheap non-fine-tunability check: fine-tune a copy this many steps, then measure; scored at this many evenly spaced points of the fine-tune and averaged (1: after the last step only), as the verdict's mean over epochs.", |ui, l| {
+        row(ui, "Probe", "The cheap non-fine-tunability check: fine-tune a copy this many steps, then measure.", |ui, l| {
             count(ui, l, &mut s.probe.steps, 0, 10_000);
             ui.label("steps, lr");
             small(ui, l, &mut s.probe.optimizer.lr, 10.0);
-            ui.label("points");
+        });
+        row(ui, "Probe curve", "Measure the probe at this many evenly spaced steps of its fine-tune and average them, as the verdict's mean over epochs (1: after the last step only).", |ui, l| {
             count(ui, l, &mut s.probe.curve, 1, 10_000);
         });
         let mut guard = s.guard.as_ref().map(GuardConfig::threshold);

@@ -198,10 +198,7 @@ fn worker_loop(commands: Receiver<Command>, events: Sender<Event>, notify: Box<d
 
 /// Run one request to its end and return its terminal event.
 fn execute(request: RunRequest, commands: &Receiver<Command>, emit: &dyn Fn(Event)) -> Event {
-    match run_request(request, commands, emit) {
-        Ok(terminal) => terminal,
-        Err(failure) => failure.into(),
-    }
+    run_request(request, commands, emit).unwrap_or_else(Event::from)
 }
 
 /// [`execute`], with a failure as an error.

@@ -101,9 +101,10 @@ pub fn optimizers() -> (ModuleOptimizer, ModuleOptimizer) {
 
 /// The restricted-domain measure on `restricted.validation` after a short fine-tune of a copy
 /// of `model` on `restricted.train` (never on the test split: the probe picks models): after
-/// its last step, or with `curve = n` the mean over n evenly spaced points of the fine-tune. A NaN or infinite loss or score is a [`Divergence`] of the
-/// `probe` at outer iteration `iteration` (not a figure: a diverged attacker scores at chance,
-/// which would read as perfect protection).
+/// its last step, or with `curve = n` the mean over n evenly spaced points of the fine-tune. A
+/// NaN or infinite loss or score is a [`Divergence`] of the `probe` at outer iteration
+/// `iteration` (not a figure: a diverged attacker scores at chance, which would read as perfect
+/// protection).
 pub fn probe<M: Protectable>(
     model: &M,
     run: &RunContext<'_, M>,

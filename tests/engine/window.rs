@@ -638,6 +638,29 @@ fn the_draw_one_environment_box_shows_with_two_environments_and_sets_the_preset(
     assert!(h.state().config.sophon.as_ref().unwrap().draw_environment);
 }
 
+/// The probe's curve has its row in the setup panel, and a curve longer than the probe's
+/// fine-tune disables Start with the field named.
+#[test]
+fn the_probe_curve_row_shows_and_a_curve_past_the_probes_steps_is_named() {
+    let runs = tempfile::tempdir().unwrap();
+    // Tall enough that the setup panel's SOPHON section is on screen without scrolling.
+    let mut h = harness_of_height(quick_app(runs.path()), 3000.0);
+    h.step();
+    assert!(h.query_all_by_label("Probe curve").next().is_some());
+    assert!(!h.get_by_label("Start").accesskit_node().is_disabled());
+    let probe = &mut h.state_mut().config.sophon.as_mut().unwrap().probe;
+    probe.curve = probe.steps + 1;
+    h.step();
+    h.step();
+    assert!(h.get_by_label("Start").accesskit_node().is_disabled());
+    assert!(
+        h.query_all_by_label_contains("sophon.probe.curve")
+            .next()
+            .is_some(),
+        "the reason names the field"
+    );
+}
+
 #[test]
 fn presenter_mode_waits_at_each_phase_for_next_and_narrates_with_the_runs_numbers() {
     let runs = tempfile::tempdir().unwrap();

@@ -111,16 +111,16 @@ pub struct ProbeConfig {
     /// Score the probe at this many evenly spaced points of its fine-tune (after step
     /// `steps·k/curve`, k = 1..curve) and report their mean, as the verdict's "mean over epochs"
     /// does for an attacker; 1 (the default) scores it after the last step only.
-    #[serde(default = "one", skip_serializing_if = "is_one")]
+    #[serde(default = "default_curve", skip_serializing_if = "is_default_curve")]
     pub curve: usize,
 }
 
-fn one() -> usize {
+fn default_curve() -> usize {
     1
 }
 
-fn is_one(n: &usize) -> bool {
-    *n == 1
+fn is_default_curve(n: &usize) -> bool {
+    *n == default_curve()
 }
 
 /// A short SGD-momentum fine-tune (lr 1e-2, 20 steps of 64 images).
@@ -130,7 +130,7 @@ impl Default for ProbeConfig {
             optimizer: OptimizerConfig::new(OptimizerKind::SgdMomentum, 1e-2),
             steps: 20,
             batch_size: 64,
-            curve: 1,
+            curve: default_curve(),
         }
     }
 }

@@ -61,6 +61,11 @@ fn harness(app: Workbench) -> Harness<'static, Workbench> {
     harness_of_height(app, 900.0)
 }
 
+/// Whether the Start button is disabled (an invalid setting, or a run already going).
+fn start_disabled(h: &Harness<'_, Workbench>) -> bool {
+    h.get_by_label("Start").accesskit_node().is_disabled()
+}
+
 fn harness_of_height(app: Workbench, height: f32) -> Harness<'static, Workbench> {
     HarnessBuilder::default()
         .with_size(egui::vec2(1400.0, height))
@@ -94,7 +99,7 @@ fn start_shows_curves_then_pause_resume_and_stop_work_from_the_buttons() {
     let runs = tempfile::tempdir().unwrap();
     let mut h = harness(quick_app(runs.path()));
     h.step();
-    assert!(!h.get_by_label("Start").accesskit_node().is_disabled());
+    assert!(!start_disabled(&h));
     assert!(
         h.get_by_label("Pause").accesskit_node().is_disabled(),
         "nothing to pause yet"
@@ -109,10 +114,7 @@ fn start_shows_curves_then_pause_resume_and_stop_work_from_the_buttons() {
         a.series.get("pretrain/loss").is_some_and(|p| p.len() >= 3)
     });
     assert!(h.state().run.active);
-    assert!(
-        h.get_by_label("Start").accesskit_node().is_disabled(),
-        "one run at a time"
-    );
+    assert!(start_disabled(&h), "one run at a time");
     assert!(h.query_by_label_contains("Start disabled").is_none());
     frames_until(&mut h, "SOPHON's curves", |a| {
         a.series.get("sophon/fts_loss").is_some() && a.series.get("sophon/original_acc").is_some()
@@ -191,7 +193,7 @@ fn start_shows_curves_then_pause_resume_and_stop_work_from_the_buttons() {
         "the explain panel says the run was stopped"
     );
     assert!(h.state().error.is_none(), "{:?}", h.state().error);
-    assert!(!h.get_by_label("Start").accesskit_node().is_disabled());
+    assert!(!start_disabled(&h));
     let dir = h
         .state()
         .run
@@ -218,7 +220,7 @@ fn an_invalid_value_disables_start_with_the_reason_next_to_the_field() {
     h.step();
     h.step();
     assert_eq!(h.state().config.name, "quick/x");
-    assert!(h.get_by_label("Start").accesskit_node().is_disabled());
+    assert!(start_disabled(&h));
     assert!(
         h.query_by_label_contains("Start disabled: name: must be a non-empty name")
             .is_some(),
@@ -238,7 +240,7 @@ fn an_invalid_value_disables_start_with_the_reason_next_to_the_field() {
     };
     h.step();
     h.step();
-    assert!(h.get_by_label("Start").accesskit_node().is_disabled());
+    assert!(start_disabled(&h));
     assert!(
         h.query_by_label_contains("restricted.dir: no file or folder chosen")
             .is_some()
@@ -267,10 +269,7 @@ fn a_worker_error_shows_in_the_window_and_it_stays_usable() {
         text.contains("/no/such/cifar"),
         "the error names the folder: {text}"
     );
-    assert!(
-        !h.get_by_label("Start").accesskit_node().is_disabled(),
-        "the window stays usable"
-    );
+    assert!(!start_disabled(&h), "the window stays usable");
 }
 
 /// A worker thread that dies (a panic) is noticed: the run ends as failed, the banner says so
@@ -301,7 +300,7 @@ fn a_worker_that_panics_is_noticed_and_shown() {
         text.contains("worker thread stopped") && text.contains("a bug in the engine"),
         "{text}"
     );
-    assert!(!h.get_by_label("Start").accesskit_node().is_disabled());
+    assert!(!start_disabled(&h));
 }
 
 struct Killed(Child);
@@ -647,12 +646,12 @@ fn the_probe_curve_row_shows_and_a_curve_past_the_probes_steps_is_named() {
     let mut h = harness_of_height(quick_app(runs.path()), 3000.0);
     h.step();
     assert!(h.query_all_by_label("Probe curve").next().is_some());
-    assert!(!h.get_by_label("Start").accesskit_node().is_disabled());
+    assert!(!start_disabled(&h));
     let probe = &mut h.state_mut().config.sophon.as_mut().unwrap().probe;
     probe.curve = probe.steps + 1;
     h.step();
     h.step();
-    assert!(h.get_by_label("Start").accesskit_node().is_disabled());
+    assert!(start_disabled(&h));
     assert!(
         h.query_all_by_label_contains("sophon.probe.curve")
             .next()

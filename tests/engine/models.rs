@@ -142,3 +142,94 @@ fn every_classifier_computes_the_same_on_flex_and_ndarray() {
         eprintln!("{kind:?}: same on flex and ndarray");
     }
 }
+
+/// The fused block's CubeCL kernels on wgpu (lavapipe in CI) compute burn's convolution, ReLU
+/// and pooling, with the same input, weight and bias gradients, for one and for several input
+/// channels, with and without an input gradient; a block wider than its kernels take keeps
+/// burn's operations. "The same" is within 1e-4, relative where a value is above 1: a weight
+/// gradient sums thousands of products (up to about 400 here), and the two paths sum them in
+/// different orders, which alone moves it by a few ulps of f32.
+#[test]
+fn the_fused_wgpu_block_is_burns_convolution_relu_and_pooling() {
+    use burn::nn::PaddingConfig2d;
+    use burn::nn::conv::Conv2dConfig;
+    use burn::nn::pool::MaxPool2dConfig;
+    use burn::tensor::activation::relu;
+    use sophon_workbench::model::conv::{conv_relu_pool, fused_applies, wgpu_fused};
+
+    let test = "models::the_fused_wgpu_block_is_burns_convolution_relu_and_pooling";
+    if sophon_workbench::run::backend::probe_adapter().is_none() {
+        let why = "no wgpu adapter (install mesa-vulkan-drivers for lavapipe)";
+        assert!(
+            std::env::var_os("SOPHON_REQUIRE_WGPU").is_none(),
+            "{why}, and SOPHON_REQUIRE_WGPU is set"
+        );
+        crate::skipped(test, why);
+        return;
+    }
+    if !wgpu_fused() {
+        crate::skipped(test, "SOPHON_WGPU_FUSED=0 turns the fused wgpu block off");
+        return;
+    }
+    let backend =
+        sophon_workbench::run::backend::select(sophon_workbench::run::BackendChoice::Wgpu).unwrap();
+    let device = backend.device.autodiff();
+    let pool = MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init();
+    // max |a - b| / max(1, max |b|): b is burn's.
+    fn max_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
+        let scale = b.clone().abs().max().into_scalar::<f32>().max(1.0);
+        (a - b).abs().max().into_scalar::<f32>() / scale
+    }
+    // cnn-small's two blocks (1 → 16 at 28×28, 16 → 32 at 14×14), and a small odd one.
+    let cases = [
+        (1, 16, false, [28, 28]),
+        (3, 8, true, [6, 10]),
+        (16, 32, true, [14, 14]),
+    ];
+    for (c_in, c_out, input_grad, [h, w]) in cases {
+        let conv = Conv2dConfig::new([c_in, c_out], [3, 3])
+            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+            .init(&device);
+        let mut x = Tensor::<4>::random([5, c_in, h, w], Distribution::Normal(0.0, 1.0), &device);
+        if input_grad {
+            x = x.require_grad();
+        }
+        assert!(fused_applies(&conv, &pool, &x), "{c_in} in: the fused path");
+        let reference = pool.forward(relu(conv.forward(x.clone())));
+        let fused = conv_relu_pool(&conv, &pool, x.clone());
+        assert_eq!(fused.dims(), reference.dims());
+        let value = max_diff(fused.clone(), reference.clone());
+        assert!(value < 1e-4, "values, {c_in} in: {value}");
+        // A loss that weighs every output differently, so a misrouted gradient shows.
+        let weights = Tensor::<4>::random(reference.dims(), Distribution::Default, &device);
+        let g_ref = (reference * weights.clone()).sum().backward();
+        let g_fused = (fused * weights).sum().backward();
+        let dw = |g| conv.weight.grad(g).unwrap();
+        let db = |g| conv.bias.as_ref().unwrap().grad(g).unwrap();
+        let weight = max_diff(dw(&g_fused), dw(&g_ref));
+        assert!(weight < 1e-4, "weight gradient, {c_in} in: {weight}");
+        let bias = max_diff(db(&g_fused), db(&g_ref));
+        assert!(bias < 1e-4, "bias gradient, {c_in} in: {bias}");
+        match (x.grad(&g_ref), x.grad(&g_fused)) {
+            (Some(reference), Some(fused)) => {
+                let input = max_diff(fused, reference);
+                assert!(input < 1e-4, "input gradient, {c_in} in: {input}");
+            }
+            (None, None) => assert!(!input_grad),
+            _ => panic!("input gradient present in one path only, {c_in} in"),
+        }
+        // Without autodiff (evaluation) the same values.
+        let plain = x.clone().without_autodiff();
+        let conv_plain = conv.valid();
+        let value = max_diff(
+            conv_relu_pool(&conv_plain, &pool, plain.clone()),
+            pool.forward(relu(conv_plain.forward(plain))),
+        );
+        assert!(value < 1e-4, "values without autodiff, {c_in} in: {value}");
+    }
+    let wide = Conv2dConfig::new([32, 64], [3, 3])
+        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+        .init(&device);
+    let x = Tensor::<4>::zeros([1, 32, 4, 4], &device);
+    assert!(!fused_applies(&wide, &pool, &x), "64 output channels");
+}

@@ -6,10 +6,13 @@
 //! as separate operations, cnn-small's support step spent most of its time there
 //! (`benches/README.md`). [`conv_relu_pool`] computes the whole block in one pass over each
 //! image (`kernel`) and its backward as two matrix products, registered with burn's autodiff as
-//! a custom operation through a backend extension. Other backends (wgpu, ndarray), other
-//! convolution shapes and other dtypes keep burn's own `Conv2d`, `relu` and `MaxPool2d`, which
-//! compute the same function.
+//! a custom operation through a backend extension. On burn's cubecl backend (wgpu) the same
+//! block is five CubeCL kernels (`cube`), registered with burn's fusion as opaque operations.
+//! ndarray, other convolution shapes and other dtypes keep burn's own `Conv2d`, `relu` and
+//! `MaxPool2d`, which compute the same function; so does wgpu when `SOPHON_WGPU_FUSED=0` (the
+//! A/B of benches/README.md).
 
+mod cube;
 mod kernel;
 
 use std::sync::Arc;
@@ -21,7 +24,8 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
+use burn::backend::wgpu::CubeBackend;
+use burn::backend::{Autodiff, Backend, Cube, Dispatch, DispatchDevice, Flex, backend_extension};
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
 use burn::nn::pool::MaxPool2d;
@@ -46,8 +50,27 @@ pub fn conv_relu_pool(conv: &Conv2d, pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4
     }
 }
 
+/// Whether the fused block runs on `device` (without autodiff) for `c_in` → `c_out` channels:
+/// always on flex; on the cubecl backend (wgpu) unless `SOPHON_WGPU_FUSED=0`, and for at most
+/// [`cube::MAX_CHANNELS`] channels each way (its kernels keep one sum per channel in registers).
+fn fused_backend(device: &Device, c_in: usize, c_out: usize) -> bool {
+    match device.as_dispatch() {
+        DispatchDevice::Flex(_) => true,
+        DispatchDevice::Cube(_) => {
+            wgpu_fused() && c_in <= cube::MAX_CHANNELS && c_out <= cube::MAX_CHANNELS
+        }
+        _ => false,
+    }
+}
+
+/// `SOPHON_WGPU_FUSED=0` turns the fused block off on wgpu (read once).
+pub fn wgpu_fused() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("SOPHON_WGPU_FUSED").map_or(true, |v| v != "0"))
+}
+
 /// Whether [`conv_relu_pool`] takes the fused path for `conv` and `pool` on `x`.
-fn fused_applies(conv: &Conv2d, pool: &MaxPool2d, x: &Tensor<4>) -> bool {
+pub fn fused_applies(conv: &Conv2d, pool: &MaxPool2d, x: &Tensor<4>) -> bool {
     let [_, _, h, w] = x.dims();
     conv.kernel_size == [3, 3]
         && conv.stride == [1, 1]
@@ -65,15 +88,20 @@ fn fused_applies(conv: &Conv2d, pool: &MaxPool2d, x: &Tensor<4>) -> bool {
         && w >= 2
         && x.dtype() == DType::F32
         && conv.weight.val().dtype() == DType::F32
-        && x.device().without_autodiff() == Device::flex()
+        && fused_backend(
+            &x.device().without_autodiff(),
+            conv.weight.dims()[1],
+            conv.weight.dims()[0],
+        )
 }
 
-/// The fused block as a backend operation: flex computes it, autodiff-on-flex records its
-/// backward. Only called where [`fused_applies`] holds.
-#[backend_extension(Flex, Autodiff)]
+/// The fused block as a backend operation: flex and cubecl compute it, autodiff on either
+/// records its backward. Only called where [`fused_applies`] holds.
+#[backend_extension(Flex, Cube, Fusion, Autodiff)]
 pub trait ConvBlockOps: Backend {
     /// `maxpool2(relu(conv3x3(x, weight) + bias))`; `x` `[batch, in, h, w]`, `weight`
     /// `[out, in, 3, 3]`, `bias` `[out]` → `[batch, out, h/2, w/2]`.
+    #[fusion(meta = cube::pooled_spec)]
     fn conv3x3_relu_pool2(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
@@ -84,6 +112,119 @@ pub trait ConvBlockOps: Backend {
 impl ConvBlockOps for Flex {
     fn conv3x3_relu_pool2(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTensor {
         block_forward(&x, &weight, &bias).0
+    }
+}
+
+/// The cubecl backend's forward with its routing codes, and its backward: what autodiff on
+/// cubecl records and replays (fusion defers each as one opaque operation).
+#[backend_extension(Cube, Fusion)]
+pub trait CubeBlockOps: Backend {
+    /// The pooled output and its routing codes (0–3: which of the window won; 4: closed).
+    #[fusion(meta = cube::routed_spec)]
+    fn conv3x3_relu_pool2_routed(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+
+    /// The input (where `input_grad`; else a `[1]` placeholder), weight and bias gradients.
+    #[fusion(meta = cube::backward_spec)]
+    fn conv3x3_relu_pool2_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        codes: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+        input_grad: bool,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+}
+
+impl ConvBlockOps for CubeBackend {
+    fn conv3x3_relu_pool2(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        cube::forward(x, weight, bias).0
+    }
+}
+
+impl CubeBlockOps for CubeBackend {
+    fn conv3x3_relu_pool2_routed(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>) {
+        cube::forward(x, weight, bias)
+    }
+
+    fn conv3x3_relu_pool2_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        codes: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+        input_grad: bool,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+        cube::backward(x, weight, codes, dy, input_grad)
+    }
+}
+
+impl<C: CheckpointStrategy> ConvBlockOps for Autodiff<Cube, C> {
+    fn conv3x3_relu_pool2(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let (xp, wp, bp) = (
+            x.primitive().clone(),
+            weight.primitive().clone(),
+            bias.primitive().clone(),
+        );
+        match CubeBlockBackward
+            .prepare::<C>([x.node(), weight.node(), bias.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let x_state = prep.checkpoint(&x);
+                let weight_state = prep.checkpoint(&weight);
+                let (y, codes) = Cube::conv3x3_relu_pool2_routed(xp, wp, bp);
+                prep.finish((x_state, weight_state, codes), y)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(Cube::conv3x3_relu_pool2(xp, wp, bp)),
+        }
+    }
+}
+
+/// The cubecl block's backward: the three gradients from the routing codes.
+#[derive(Debug)]
+struct CubeBlockBackward;
+
+impl Backward<Cube, 3> for CubeBlockBackward {
+    /// The input's and the weight's nodes, the forward's routing codes.
+    type State = (NodeId, NodeId, FloatTensor<Cube>);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, 3>,
+        grads: &mut Gradients,
+        checkpointer: &mut Checkpointer,
+    ) {
+        let [node_x, node_weight, node_bias] = ops.parents;
+        let dy = grads.consume::<Cube>(&ops.node);
+        let (x_state, weight_state, codes) = ops.state;
+        let x: FloatTensor<Cube> = checkpointer.retrieve_node_output(x_state);
+        let weight: FloatTensor<Cube> = checkpointer.retrieve_node_output(weight_state);
+        let (dx, dw, db) =
+            Cube::conv3x3_relu_pool2_backward(x, weight, codes, dy, node_x.is_some());
+        if let Some(node) = node_x {
+            grads.register::<Cube>(node.id, dx);
+        }
+        if let Some(node) = node_weight {
+            grads.register::<Cube>(node.id, dw);
+        }
+        if let Some(node) = node_bias {
+            grads.register::<Cube>(node.id, db);
+        }
     }
 }
 

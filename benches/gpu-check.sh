@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One prepared check for a machine with a GPU: name the CPU and the adapter, time bench-small on
-# wgpu and on flex, run the quick preset and a 200-iteration default run on wgpu, profile a few
+# wgpu (with the fused convolution block and, for the A/B, without) and on flex, run the quick preset and a 200-iteration default run on wgpu, profile a few
 # wgpu iterations with CubeCL's profiler, and, where the CPU has AVX-512, the CPU A/B of the issue
 # (flex with and without gemm's AVX-512 kernels against PyTorch eager, two cores, interleaved).
 # Every figure goes to one file. Usage, from the repository root:
@@ -10,7 +10,7 @@
 #   SOPHON_BIN_NOAVX512   a `--no-default-features` build of the same commit, for the A/B
 #   PROFILE_LOG           where CubeCL's profile of the wgpu iterations goes (default: beside OUT_FILE)
 # Building is the slow part (about 30 min from nothing on 2 cores); everything after it is bounded
-# by the step limits below (about 7 minutes in all, each step killed 15 s past its own). Each
+# by the step limits below (about 8 minutes in all, each step killed 15 s past its own). Each
 # step's output goes into OUT_FILE as it ends, so a step that times out still leaves the ones
 # before it.
 set -uo pipefail
@@ -55,6 +55,9 @@ fi
 runs="$(mktemp -d)"
 step 20 "adapter" "$bin" backends
 step 75 "bench-small on wgpu" "$bin" bench --backend wgpu --iters 20
+# The same with burn's own convolution, ReLU and pooling instead of the fused CubeCL block: the A/B
+# that says whether the block's default (on) is right on this adapter.
+step 75 "bench-small on wgpu, burn's operations (SOPHON_WGPU_FUSED=0)" env SOPHON_WGPU_FUSED=0 "$bin" bench --backend wgpu --iters 20
 step 30 "bench-small on flex, every core" "$bin" bench --backend flex --iters 20
 # The same loop in PyTorch eager on the same GPU, for scale.
 if command -v nvidia-smi >/dev/null && python3 -c 'import torch; assert torch.cuda.is_available()' >/dev/null 2>&1; then

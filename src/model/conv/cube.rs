@@ -26,6 +26,44 @@ use burn::tensor::{DType, Shape};
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
 
+/// `n` zeros, in registers.
+#[cube]
+fn zeros(#[comptime] n: usize) -> Array<f32> {
+    let mut a = Array::<f32>::new(n);
+    #[unroll]
+    for i in 0..n {
+        a[i] = 0.0;
+    }
+    a
+}
+
+/// The 4×4 input patch of pooled cell `(py, px)` in the `h × w` plane at `x_base`: input rows
+/// and columns 2 py - 1 ..= 2 py + 2 (padded row 2 py + r), zero outside the plane.
+#[cube]
+fn load_patch(
+    x: &Tensor<f32>,
+    x_base: usize,
+    py: usize,
+    px: usize,
+    h: usize,
+    w: usize,
+    patch: &mut Array<f32>,
+) {
+    #[unroll]
+    for r in 0..4usize {
+        #[unroll]
+        for c in 0..4usize {
+            let row = 2 * py + r;
+            let col = 2 * px + c;
+            let mut v = 0.0f32;
+            if row >= 1 && row <= h && col >= 1 && col <= w {
+                v = x[x_base + (row - 1) * w + (col - 1)];
+            }
+            patch[r * 4 + c] = v;
+        }
+    }
+}
+
 /// Forward: one invocation per pooled cell `(batch, h/2, w/2)`, for every output channel. The
 /// cell's 4×4 input patch of each input channel is read once and its 36 products with each
 /// output channel's 3×3 kernel (the same for every invocation: one load for all of them) are
@@ -54,29 +92,12 @@ fn block_forward_kernel(
 
     // acc[4 co + sub]: the convolution outputs of the window, in the order top-left, top-right,
     // bottom-left, bottom-right (the routing code's order), without the bias.
-    let mut acc = Array::<f32>::new(comptime!(c_out * 4));
-    #[unroll]
-    for i in 0..comptime!(c_out * 4) {
-        acc[i] = 0.0;
-    }
+    let mut acc = zeros(comptime!(c_out * 4));
     let mut patch = Array::<f32>::new(16usize);
     let mut kernel = Array::<f32>::new(9usize);
     for ci in 0..c_in {
         let x_base = (b * c_in + ci) * h * w;
-        // The patch's rows and columns in padded coordinates: input row 2 py + r - 1.
-        #[unroll]
-        for r in 0..4usize {
-            #[unroll]
-            for c in 0..4usize {
-                let row = 2 * py + r;
-                let col = 2 * px + c;
-                let mut v = 0.0f32;
-                if row >= 1 && row <= h && col >= 1 && col <= w {
-                    v = x[x_base + (row - 1) * w + (col - 1)];
-                }
-                patch[r * 4 + c] = v;
-            }
-        }
+        load_patch(x, x_base, py, px, h, w, &mut patch);
         #[unroll]
         for co in 0..c_out {
             let w_base = (co * c_in + ci) * 9;
@@ -158,11 +179,7 @@ fn input_grad_kernel(
     let py = (pos / wp) % hp;
     let b = pos / (wp * hp);
     // acc[4 ci + sub], sub the block's pixel (top-left, top-right, bottom-left, bottom-right).
-    let mut acc = Array::<f32>::new(comptime!(c_in * 4));
-    #[unroll]
-    for i in 0..comptime!(c_in * 4) {
-        acc[i] = 0.0;
-    }
+    let mut acc = zeros(comptime!(c_in * 4));
     // The routed gradient at z rows 2 py - 1 ..= 2 py + 2 and the same columns: window row r is
     // z row 2 py + r - 1, in pooled row py + (r + 1) / 2 - 1 at sub-row (r + 1) % 2.
     let mut near = Array::<f32>::new(16usize);
@@ -241,16 +258,8 @@ fn weight_grad_kernel(
     let ci = pos % c_in;
     let at_band = (pos / c_in) % bands;
     let b = pos / (c_in * bands);
-    let mut acc = Array::<f32>::new(comptime!(c_out * 9));
-    #[unroll]
-    for i in 0..comptime!(c_out * 9) {
-        acc[i] = 0.0;
-    }
-    let mut acc_bias = Array::<f32>::new(c_out);
-    #[unroll]
-    for co in 0..c_out {
-        acc_bias[co] = 0.0;
-    }
+    let mut acc = zeros(comptime!(c_out * 9));
+    let mut acc_bias = zeros(c_out);
     let mut patch = Array::<f32>::new(16usize);
     let x_base = (b * c_in + ci) * h * w;
     let first = at_band * band;
@@ -260,20 +269,7 @@ fn weight_grad_kernel(
     }
     for py in first..last {
         for px in 0..wp {
-            // Input rows 2 py - 1 ..= 2 py + 2 (padded row 2 py + r), the same columns.
-            #[unroll]
-            for r in 0..4usize {
-                #[unroll]
-                for c in 0..4usize {
-                    let row = 2 * py + r;
-                    let col = 2 * px + c;
-                    let mut v = 0.0f32;
-                    if row >= 1 && row <= h && col >= 1 && col <= w {
-                        v = x[x_base + (row - 1) * w + (col - 1)];
-                    }
-                    patch[r * 4 + c] = v;
-                }
-            }
+            load_patch(x, x_base, py, px, h, w, &mut patch);
             #[unroll]
             for co in 0..c_out {
                 let cell = ((b * c_out + co) * hp + py) * wp + px;

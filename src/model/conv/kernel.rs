@@ -261,6 +261,11 @@ pub fn backward(
         let images = first..(first + CHUNK).min(d.batch);
         match dx {
             Some(dx) => {
+                // Written before `col2im_add` reads it: a fresh zeroed allocation maps the
+                // shared zero page on a first read, and the first write after it is a
+                // copy-on-write fault with a TLB flush on every core (16 % of bench-small's
+                // cycles on an AMD EPYC VM went to page faults, most of them these).
+                dx.fill(0.0);
                 for (b, dx) in images.zip(dx.chunks_exact_mut(d.image())) {
                     acc.add_image(b, &inputs, Some(dx));
                 }

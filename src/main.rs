@@ -325,6 +325,7 @@ fn load_preset(preset: Option<&PathBuf>, set: &[String]) -> Result<ExperimentCon
 }
 
 fn main() -> ExitCode {
+    run::memory::keep_freed_memory();
     let cli = Cli::parse();
     if matches!(
         cli.command,
@@ -459,11 +460,13 @@ fn bench(mut backends: Vec<BackendChoice>, k: usize, iters: usize) -> Result<()>
         "bench-small: cnn-small 1x28x28, K = {k}, batch 150 (130/20), 3 warm-up + {iters} timed outer iterations"
     );
     println!("{}", run::folder::kernels_line());
+    println!("allocator: {}", memory::keep_freed_memory());
     for choice in backends {
         let backend = run::backend::select(choice)?;
         memory::reset_peak_rss();
         let devices = Devices::new(backend.device.clone());
-        let (median, min, max) = bench::stats(&bench::run(&devices, k, 3, iters));
+        let timed = bench::run(&devices, k, 3, iters);
+        let (median, min, max) = bench::stats(&timed.times);
         let peak =
             memory::peak_rss_kb().map_or("?".into(), |kb| format!("{:.0} MiB", kb as f64 / 1024.0));
         println!(
@@ -471,6 +474,18 @@ fn bench(mut backends: Vec<BackendChoice>, k: usize, iters: usize) -> Result<()>
             backend.name,
             backend.adapter_label()
         );
+        if timed.launches.per_iteration > 0.0 {
+            let top: Vec<String> = (timed.launches.by_kernel.iter().take(5))
+                .map(|(kernel, n)| format!("{kernel} {n:.0}"))
+                .collect();
+            println!(
+                "{:<8} kernel launches per outer iteration: {:.0} (most: {}); convolution blocks: {}",
+                backend.name,
+                timed.launches.per_iteration,
+                top.join(", "),
+                sophon_workbench::model::conv::wgpu_blocks_line(),
+            );
+        }
         let (median, min, max) = bench::stats(&bench::train_steps(&devices, 3, iters));
         println!(
             "{:<8} train step (batch 64, Adam)  median {median:6.1} ms  min {min:6.1}  max {max:6.1}",

@@ -91,6 +91,11 @@ impl Backend {
         self.adapter.as_ref().is_some_and(AdapterInfo::is_software)
     }
 
+    /// True on wgpu: the only backend with an adapter.
+    pub fn is_wgpu(&self) -> bool {
+        self.adapter.is_some()
+    }
+
     pub fn adapter_label(&self) -> String {
         match &self.adapter {
             Some(a) => format!("{} ({}, {})", a.name, a.device_type, a.api),

@@ -61,6 +61,10 @@ pub struct Environment {
     /// `cpu.features` and `cpu.compute_threads` run the same kernels in the same order.
     #[serde(default)]
     pub cpu: Cpu,
+    /// On wgpu: whether the convolution blocks ran as the fused CubeCL kernels (`false`:
+    /// burn's own operations, `SOPHON_WGPU_FUSED=0`). Absent on the CPU backends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wgpu_fused_blocks: Option<bool>,
 }
 
 /// The CPU facts that decide the arithmetic: the matrix-product kernels (the `gemm` crate's, used

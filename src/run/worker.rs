@@ -313,6 +313,7 @@ fn environment(backend: &Backend) -> Environment {
         os: std::env::consts::OS.into(),
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         cpu: super::folder::Cpu::detect(),
+        wgpu_fused_blocks: backend.is_wgpu().then(crate::model::conv::wgpu_fused),
     }
 }
 

@@ -4,6 +4,8 @@
 //! (130 support / 20 query), ICE on the query part, first-order accumulation, clip 0.5, Adam
 //! α = 3e-4; then one NTR step on a batch of 150 (cross-entropy, Adam β = 5e-4).
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::fts::{FtsContext, fts_gradient, fts_step, sample_batch};
@@ -16,6 +18,8 @@ use crate::data::procedural::{self, Spec};
 use crate::data::rng::Rng;
 use crate::data::{ImageSet, Split};
 use crate::model::{Classifier, ClassifierConfig};
+use burn::cubecl::config::{TypeNameFormatLevel, type_name_format};
+use burn::cubecl::logging::{LaunchObservation, LaunchObserver};
 use burn::optim::ModuleOptimizer;
 
 /// The bench-small SOPHON settings with `k` inner steps.
@@ -174,19 +178,76 @@ pub fn procedural_batch(n: usize) -> usize {
     procedural::generate(&bench_spec(Background::Texture), 3, Split::Test, n).len()
 }
 
-/// Milliseconds of each timed outer iteration, after `warmup` untimed ones.
-pub fn run(devices: &Devices, k: usize, warmup: usize, iters: usize) -> Vec<f64> {
+/// The kernels a backend launched, by name, counted by CubeCL as they are issued.
+#[derive(Default)]
+struct LaunchCounter(Mutex<HashMap<&'static str, usize>>);
+
+impl LaunchObserver for LaunchCounter {
+    fn launched(&self, kernel: &'static str) {
+        let mut counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        *counts.entry(kernel).or_default() += 1;
+    }
+}
+
+/// The device kernels an outer iteration launches (wgpu; flex and ndarray launch none): what
+/// a GPU pays for per launch whatever the kernel does.
+#[derive(Debug, Clone, Default)]
+pub struct Launches {
+    /// Launches per timed outer iteration.
+    pub per_iteration: f64,
+    /// Per outer iteration, by kernel (short names, summed over names that shorten alike),
+    /// most launched first.
+    pub by_kernel: Vec<(String, f64)>,
+}
+
+/// A timed bench-small run.
+pub struct BenchRun {
+    /// Milliseconds of each timed outer iteration.
+    pub times: Vec<f64>,
+    pub launches: Launches,
+}
+
+/// Times `iters` outer iterations after `warmup` untimed ones, counting the timed ones' kernel
+/// launches.
+pub fn run(devices: &Devices, k: usize, warmup: usize, iters: usize) -> BenchRun {
     let mut pieces = Pieces::with_k(devices, k);
     let mut times = Vec::with_capacity(iters);
-    for i in 0..warmup + iters {
+    for _ in 0..warmup {
+        pieces.outer_iteration();
+    }
+    let counter = Arc::new(LaunchCounter::default());
+    let watching = LaunchObservation::new(counter.clone());
+    for _ in 0..iters {
         let t = Instant::now();
         let loss = pieces.outer_iteration();
         debug_assert!(loss.is_finite());
-        if i >= warmup {
-            times.push(t.elapsed().as_secs_f64() * 1e3);
-        }
+        times.push(t.elapsed().as_secs_f64() * 1e3);
     }
-    times
+    drop(watching);
+    let counts = std::mem::take(&mut *counter.0.lock().unwrap_or_else(|e| e.into_inner()));
+    BenchRun {
+        times,
+        launches: per_iteration(counts, iters),
+    }
+}
+
+fn per_iteration(counts: HashMap<&'static str, usize>, iters: usize) -> Launches {
+    let n = iters.max(1) as f64;
+    let mut by_kernel = HashMap::<String, usize>::new();
+    for (kernel, count) in counts {
+        *by_kernel
+            .entry(type_name_format(kernel, TypeNameFormatLevel::Short))
+            .or_default() += count;
+    }
+    let mut by_kernel: Vec<(String, f64)> = by_kernel
+        .into_iter()
+        .map(|(kernel, count)| (kernel, count as f64 / n))
+        .collect();
+    by_kernel.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    Launches {
+        per_iteration: by_kernel.iter().map(|(_, c)| c).sum(),
+        by_kernel,
+    }
 }
 
 /// Milliseconds of plain training steps (cnn-small, 1×28×28, batch 64, Adam lr 1e-3): the

@@ -69,6 +69,16 @@ pub fn wgpu_fused() -> bool {
     *ON.get_or_init(|| std::env::var("SOPHON_WGPU_FUSED").map_or(true, |v| v != "0"))
 }
 
+/// What computes a 3×3 convolution → ReLU → 2×2 max-pool block on wgpu, for `bench` and the
+/// logs.
+pub fn wgpu_blocks_line() -> &'static str {
+    if wgpu_fused() {
+        "fused CubeCL kernels (SOPHON_WGPU_FUSED=0 for burn's operations)"
+    } else {
+        "burn's convolution, ReLU and max-pool (SOPHON_WGPU_FUSED=0)"
+    }
+}
+
 /// Whether [`conv_relu_pool`] takes the fused path for `conv` and `pool` on `x`.
 pub fn fused_applies(conv: &Conv2d, pool: &MaxPool2d, x: &Tensor<4>) -> bool {
     let [_, _, h, w] = x.dims();

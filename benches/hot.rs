@@ -113,8 +113,13 @@ fn conv_forward_backward(bencher: Bencher, shape: (usize, usize, usize)) {
 }
 
 fn block_forward_backward(bencher: Bencher, shape: (usize, usize, usize), fused: bool) {
-    let device = Device::flex().autodiff();
-    let (conv, x) = conv_layer(&device, shape);
+    block_on(bencher, &Device::flex().autodiff(), shape, fused);
+}
+
+/// One block's forward and backward on `device`, fused or as burn's three operations; the
+/// weight gradient's sum is read back, so a GPU's queue is drained in every sample.
+fn block_on(bencher: Bencher, device: &Device, shape: (usize, usize, usize), fused: bool) {
+    let (conv, x) = conv_layer(device, shape);
     let x = if shape.0 > 1 { x.require_grad() } else { x };
     let pool = MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init();
     bencher.bench_local(|| {
@@ -141,4 +146,50 @@ fn block_burn(bencher: Bencher, shape: (usize, usize, usize)) {
 #[divan::bench(args = CONVS, sample_count = 20, sample_size = 1)]
 fn block_fused(bencher: Bencher, shape: (usize, usize, usize)) {
     block_forward_backward(bencher, shape, true);
+}
+
+/// The wgpu device (autodiff), or `None` with a visible "skipped" where no adapter exists.
+fn wgpu_autodiff() -> Option<Device> {
+    match devices("wgpu") {
+        Some(d) => Some(d.train),
+        None => {
+            eprintln!("wgpu_block_*: skipped (no wgpu adapter)");
+            None
+        }
+    }
+}
+
+/// One block on wgpu, forward and backward, as burn's three operations. With `wgpu_block_fused`
+/// and `wgpu_block_fused_forward` it splits the fused block's cost on an adapter (lavapipe here,
+/// where CubeCL's profiler gets no device timings). The first sample includes compiling the
+/// kernels; the median does not.
+#[divan::bench(args = CONVS, sample_count = 10, sample_size = 1)]
+fn wgpu_block_burn(bencher: Bencher, shape: (usize, usize, usize)) {
+    if let Some(device) = wgpu_autodiff() {
+        block_on(bencher, &device, shape, false);
+    }
+}
+
+/// The same block on wgpu as the fused CubeCL kernels (`SOPHON_WGPU_FUSED=0` turns them off:
+/// then this times burn's operations too).
+#[divan::bench(args = CONVS, sample_count = 10, sample_size = 1)]
+fn wgpu_block_fused(bencher: Bencher, shape: (usize, usize, usize)) {
+    if let Some(device) = wgpu_autodiff() {
+        block_on(bencher, &device, shape, true);
+    }
+}
+
+/// The fused block's forward alone on wgpu (the pooled output's sum read back).
+#[divan::bench(args = CONVS, sample_count = 10, sample_size = 1)]
+fn wgpu_block_fused_forward(bencher: Bencher, shape: (usize, usize, usize)) {
+    let Some(device) = wgpu_autodiff() else {
+        return;
+    };
+    let (conv, x) = conv_layer(&device, shape);
+    let pool = MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init();
+    bencher.bench_local(|| {
+        conv_relu_pool(&conv, &pool, x.clone())
+            .sum()
+            .into_scalar::<f32>()
+    });
 }

@@ -180,9 +180,13 @@ pub fn forward(x: &[f32], weight: &[f32], bias: &[f32], d: Dims) -> (Vec<f32>, V
                 (
                     vec![0.0; d.rows() * d.plane()],
                     vec![0.0; d.c_out * d.plane()],
+                    (
+                        vec![0.0; d.c_out * d.plane() / 2],
+                        vec![0; d.c_out * d.plane() / 2],
+                    ),
                 )
             },
-            |(cols, z), (b, (y, codes))| {
+            |(cols, z, (pairs, pair_codes)), (b, (y, codes))| {
                 im2col(&x[b * d.image()..(b + 1) * d.image()], &d, cols);
                 matmul(
                     z,
@@ -191,44 +195,73 @@ pub fn forward(x: &[f32], weight: &[f32], bias: &[f32], d: Dims) -> (Vec<f32>, V
                     Operand::rows(cols, d.plane()),
                     false,
                 );
-                pool(z, bias, &d, y, codes);
+                pool(z, bias, &d, (pairs, pair_codes), y, codes);
             },
         );
     (y, codes)
 }
 
-/// Bias, ReLU and 2×2 max-pooling of one image's convolution `z` (`[out, h·w]`).
-fn pool(z: &[f32], bias: &[f32], d: &Dims, y: &mut [f32], codes: &mut [u8]) {
-    let (w, wp) = (d.w, d.w / 2);
-    let planes = z.chunks_exact(d.plane());
-    let outputs = y.chunks_exact_mut(d.pooled() / d.c_out);
-    let routes = codes.chunks_exact_mut(d.pooled() / d.c_out);
-    for (((plane, &b), y), codes) in planes.zip(bias).zip(outputs).zip(routes) {
-        let row_pairs = plane.chunks_exact(2 * w);
-        for ((rows, y), codes) in row_pairs
-            .zip(y.chunks_exact_mut(wp))
-            .zip(codes.chunks_exact_mut(wp))
+/// Whether `v` beats the maximum so far, `best`: the first of equal maxima wins, as in burn's
+/// max-pool, and a NaN beats any number.
+#[inline(always)]
+fn beats(v: f32, best: f32) -> bool {
+    (v > best) | (v.is_nan() & !best.is_nan())
+}
+
+/// `a` where `take` is set, else `b`, without a branch (`take` is `0` or `!0`).
+#[inline(always)]
+fn pick(take: u32, a: f32, b: f32) -> f32 {
+    f32::from_bits((a.to_bits() & take) | (b.to_bits() & !take))
+}
+
+/// Bias, ReLU and 2×2 max-pooling of one image's convolution `z` (`[out, h·w]`), in two passes
+/// over buffers `pairs` and `pair_codes` (`out·h·w / 2` each): first each row's horizontal pairs,
+/// one flat loop over the whole image that the compiler vectorises (rows are `w` wide, `w` even,
+/// so pair `p` is `z[2p]`, `z[2p + 1]`); then the two rows of each window. The result is the
+/// row-major "first of equal maxima" of all four, as one pass over each window would give.
+fn pool(
+    z: &[f32],
+    bias: &[f32],
+    d: &Dims,
+    (pairs, pair_codes): (&mut [f32], &mut [u8]),
+    y: &mut [f32],
+    codes: &mut [u8],
+) {
+    for ((zz, best), at) in z
+        .chunks_exact(2)
+        .zip(pairs.iter_mut())
+        .zip(pair_codes.iter_mut())
+    {
+        let right = beats(zz[1], zz[0]);
+        *best = pick(u32::from(right).wrapping_neg(), zz[1], zz[0]);
+        *at = u8::from(right);
+    }
+    let wp = d.w / 2;
+    let per_channel = d.pooled() / d.c_out;
+    let planes = pairs.chunks_exact(d.plane() / 2);
+    let plane_codes = pair_codes.chunks_exact(d.plane() / 2);
+    let outputs = y
+        .chunks_exact_mut(per_channel)
+        .zip(codes.chunks_exact_mut(per_channel));
+    for (((plane, plane_codes), &b), (y, codes)) in planes.zip(plane_codes).zip(bias).zip(outputs) {
+        let rows = plane
+            .chunks_exact(2 * wp)
+            .zip(plane_codes.chunks_exact(2 * wp));
+        for ((rows, row_codes), (y, codes)) in
+            rows.zip(y.chunks_exact_mut(wp).zip(codes.chunks_exact_mut(wp)))
         {
-            let (top, bottom) = rows.split_at(w);
-            let windows = top.chunks_exact(2).zip(bottom.chunks_exact(2));
-            for ((t, u), (y, code)) in windows.zip(y.iter_mut().zip(codes.iter_mut())) {
-                // The first of equal maxima wins, as in burn's max-pool; a NaN beats any number.
-                let beats = |v: f32, best: f32| v > best || (v.is_nan() && !best.is_nan());
-                let (mut best, mut at) = (t[0], 0);
-                if beats(t[1], best) {
-                    (best, at) = (t[1], 1);
-                }
-                if beats(u[0], best) {
-                    (best, at) = (u[0], 2);
-                }
-                if beats(u[1], best) {
-                    (best, at) = (u[1], 3);
-                }
+            let (top, bottom) = rows.split_at(wp);
+            let (top_at, bottom_at) = row_codes.split_at(wp);
+            for j in 0..wp {
+                let lower = u32::from(beats(bottom[j], top[j])).wrapping_neg();
+                let best = pick(lower, bottom[j], top[j]);
+                let at = ((2 + bottom_at[j]) & lower as u8) | (top_at[j] & !lower as u8);
                 let v = best + b;
-                // A NaN passes, as through burn's ReLU, so a diverged model shows.
-                let open = v > 0.0 || v.is_nan();
-                *y = if open { v } else { 0.0 };
-                *code = if open { at } else { CLOSED };
+                // A NaN passes, as through burn's ReLU, so a diverged model shows; a closed
+                // cell is +0.0 (all bits clear).
+                let open = u32::from((v > 0.0) | v.is_nan()).wrapping_neg();
+                y[j] = pick(open, v, 0.0);
+                codes[j] = (at & open as u8) | (CLOSED & !open as u8);
             }
         }
     }
@@ -445,5 +478,59 @@ mod tests {
         for threads in [2, 3, 5] {
             assert_eq!(run(threads), one, "{threads} threads");
         }
+    }
+
+    /// The two-pass pooling is one pass over each window, value and code: the first of equal
+    /// maxima in row-major order wins, a NaN beats any number (the first NaN wins), and ReLU
+    /// closes a cell at or below zero. Values from a small set make ties and NaNs common.
+    #[test]
+    fn pooling_picks_the_first_maximum_of_each_window() {
+        let d = Dims {
+            batch: 1,
+            c_in: 1,
+            c_out: 3,
+            h: 6,
+            w: 10,
+        };
+        let set = [-1.0, 0.0, 0.5, 1.0, f32::NAN];
+        let z: Vec<f32> = (0..d.c_out * d.plane())
+            .map(|i| set[(i.wrapping_mul(2_654_435_761) >> 9) % set.len()])
+            .collect();
+        let bias = [0.0, -0.75, 0.25];
+        let n = d.c_out * d.plane() / 2;
+        let (mut pairs, mut pair_codes) = (vec![0.0; n], vec![0; n]);
+        let (mut y, mut codes) = (vec![0.0; d.pooled()], vec![0; d.pooled()]);
+        pool(
+            &z,
+            &bias,
+            &d,
+            (&mut pairs, &mut pair_codes),
+            &mut y,
+            &mut codes,
+        );
+        let (hp, wp) = (d.h / 2, d.w / 2);
+        let mut seen_tie = false;
+        for c in 0..d.c_out {
+            for i in 0..hp {
+                for j in 0..wp {
+                    let at = |k: usize| z[c * d.plane() + (2 * i + k / 2) * d.w + 2 * j + k % 2];
+                    let (mut best, mut win) = (at(0), 0u8);
+                    for k in 1..4 {
+                        seen_tie |= at(k) == best;
+                        if at(k) > best || (at(k).is_nan() && !best.is_nan()) {
+                            (best, win) = (at(k), k as u8);
+                        }
+                    }
+                    let v = best + bias[c];
+                    let open = v > 0.0 || v.is_nan();
+                    let cell = (c * hp + i) * wp + j;
+                    assert_eq!(codes[cell], if open { win } else { CLOSED }, "cell {cell}");
+                    let want = if open { v } else { 0.0 };
+                    assert_eq!(y[cell].to_bits(), want.to_bits(), "cell {cell}");
+                }
+            }
+        }
+        assert!(seen_tie, "the data has ties");
+        assert!(y.iter().any(|v| v.is_nan()) && codes.contains(&CLOSED));
     }
 }

@@ -45,30 +45,41 @@ impl Dims {
 }
 
 /// `cols[(c·9 + ki·3 + kj), i·w + j] = x[c, i + ki − 1, j + kj − 1]`, zero outside the image.
+/// Each of the nine shifted copies is one copy of the whole plane (less a row of padding for
+/// ki ≠ 1), then a column of zeros where a horizontal shift ran into the next or previous row:
+/// one large copy instead of `h` short ones (the short ones were most of im2col's time).
 fn im2col(x: &[f32], d: &Dims, cols: &mut [f32]) {
-    let (h, w) = (d.h, d.w);
+    let (w, n) = (d.w, d.plane());
     for c in 0..d.c_in {
-        let plane = &x[c * h * w..(c + 1) * h * w];
+        let plane = &x[c * n..(c + 1) * n];
         for k in 0..9 {
             let (ki, kj) = (k / 3, k % 3);
-            let row = &mut cols[(c * 9 + k) * h * w..(c * 9 + k + 1) * h * w];
-            for i in 0..h {
-                let dst = &mut row[i * w..(i + 1) * w];
-                let Some(si) = (i + ki).checked_sub(1).filter(|&si| si < h) else {
-                    dst.fill(0.0);
-                    continue;
-                };
-                let src = &plane[si * w..(si + 1) * w];
-                match kj {
-                    0 => {
-                        dst[0] = 0.0;
-                        dst[1..].copy_from_slice(&src[..w - 1]);
-                    }
-                    1 => dst.copy_from_slice(src),
-                    _ => {
-                        dst[..w - 1].copy_from_slice(&src[1..]);
-                        dst[w - 1] = 0.0;
-                    }
+            let row = &mut cols[(c * 9 + k) * n..(c * 9 + k + 1) * n];
+            // Output row i reads input row i + ki − 1: the first output row is padding for
+            // ki = 0, the last for ki = 2.
+            let (dst, src) = match ki {
+                0 => {
+                    let (pad, dst) = row.split_at_mut(w);
+                    pad.fill(0.0);
+                    (dst, &plane[..n - w])
+                }
+                1 => (row, plane),
+                _ => {
+                    let (dst, pad) = row.split_at_mut(n - w);
+                    pad.fill(0.0);
+                    (dst, &plane[w..])
+                }
+            };
+            let len = dst.len();
+            match kj {
+                0 => {
+                    dst[1..].copy_from_slice(&src[..len - 1]);
+                    dst.chunks_exact_mut(w).for_each(|r| r[0] = 0.0);
+                }
+                1 => dst.copy_from_slice(src),
+                _ => {
+                    dst[..len - 1].copy_from_slice(&src[1..]);
+                    dst.chunks_exact_mut(w).for_each(|r| r[w - 1] = 0.0);
                 }
             }
         }

@@ -191,10 +191,7 @@ pub fn forward(x: &[f32], weight: &[f32], bias: &[f32], d: Dims) -> (Vec<f32>, V
                 (
                     vec![0.0; d.rows() * d.plane()],
                     vec![0.0; d.c_out * d.plane()],
-                    (
-                        vec![0.0; d.c_out * d.plane() / 2],
-                        vec![0; d.c_out * d.plane() / 2],
-                    ),
+                    pool_scratch(&d),
                 )
             },
             |(cols, z, (pairs, pair_codes)), (b, (y, codes))| {
@@ -225,8 +222,14 @@ fn pick(take: u32, a: f32, b: f32) -> f32 {
     f32::from_bits((a.to_bits() & take) | (b.to_bits() & !take))
 }
 
+/// [`pool`]'s buffers for one image: the best of each horizontal pair and which of the two won.
+fn pool_scratch(d: &Dims) -> (Vec<f32>, Vec<u8>) {
+    let pairs = d.c_out * d.plane() / 2;
+    (vec![0.0; pairs], vec![0; pairs])
+}
+
 /// Bias, ReLU and 2×2 max-pooling of one image's convolution `z` (`[out, h·w]`), in two passes
-/// over buffers `pairs` and `pair_codes` (`out·h·w / 2` each): first each row's horizontal pairs,
+/// over buffers `pairs` and `pair_codes` ([`pool_scratch`]): first each row's horizontal pairs,
 /// one flat loop over the whole image that the compiler vectorises (rows are `w` wide, `w` even,
 /// so pair `p` is `z[2p]`, `z[2p + 1]`); then the two rows of each window. The result is the
 /// row-major "first of equal maxima" of all four, as one pass over each window would give.
@@ -508,8 +511,7 @@ mod tests {
             .map(|i| set[(i.wrapping_mul(2_654_435_761) >> 9) % set.len()])
             .collect();
         let bias = [0.0, -0.75, 0.25];
-        let n = d.c_out * d.plane() / 2;
-        let (mut pairs, mut pair_codes) = (vec![0.0; n], vec![0; n]);
+        let (mut pairs, mut pair_codes) = pool_scratch(&d);
         let (mut y, mut codes) = (vec![0.0; d.pooled()], vec![0; d.pooled()]);
         pool(
             &z,

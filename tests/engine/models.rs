@@ -180,10 +180,13 @@ fn the_fused_wgpu_block_is_burns_convolution_relu_and_pooling() {
         let scale = b.clone().abs().max().into_scalar::<f32>().max(1.0);
         (a - b).abs().max().into_scalar::<f32>() / scale
     }
-    // cnn-small's two blocks (1 → 16 at 28×28, 16 → 32 at 14×14), and a small odd one.
+    // cnn-small's two blocks (1 → 16 at 28×28, 16 → 32 at 14×14), and two small odd ones: the
+    // kernels read the weights four channels to a vector where the channels divide by 4, one
+    // at a time otherwise (3 in, 6 out), and each case below takes a different mix.
     let cases = [
         (1, 16, false, [28, 28]),
         (3, 8, true, [6, 10]),
+        (4, 6, true, [8, 6]),
         (16, 32, true, [14, 14]),
     ];
     for (c_in, c_out, input_grad, [h, w]) in cases {

@@ -4,14 +4,22 @@
 //! convolution's weight gradient as one matrix product whose inner dimension is
 //! batch × height × width, built from slices (benches/README.md: 44 such products were half the
 //! device time of a bench-small iteration on an H200, and 2 300 launches the other half). Here
-//! the block is five kernels in all:
+//! the block is six launches in all:
 //!
 //! * forward: each invocation computes the four convolution outputs of one pooled cell, adds the
 //!   bias, pools and applies the ReLU, and writes the pooled value and its routing code
-//!   (which of the four won, or 4 where the ReLU closed it);
+//!   (which of the four won, or 4 where the ReLU closed it). It reads the weights transposed to
+//!   `[in, out, 3, 3]` (burn's copy, one small launch), so that the kernels of four consecutive
+//!   output channels are one vector load;
 //! * backward: the output gradient is routed back to the convolution's outputs (`dz`), then the
 //!   input gradient is a direct transposed convolution of `dz`, and the weight and bias gradients
 //!   are summed per image in parallel and the images summed by burn's own reduction.
+//!
+//! The weights are most of the forward's and the input gradient's loads (every invocation reads
+//! all of them, one channel pair at a time), so both read them four floats to a load where the
+//! channel count divides by 4 (`load_kernels`). On lavapipe, which reads a load inside a loop one
+//! lane at a time, that made the second block of cnn-small 1.4× faster (benches/README.md); on a
+//! GPU a 16-byte load costs what a 4-byte one does.
 //!
 //! The routing codes are kept as `f32` (0–3, or 4 for closed), so the autodiff state is one more
 //! float tensor. Everything is f32 and contiguous NCHW; `mod.rs` takes this path only then.
@@ -66,14 +74,31 @@ fn load_patch(
     }
 }
 
+/// Nine vectors of `N` floats from `weight` at vector `base` into `kernel`: the 3×3 kernels of
+/// `N` channels side by side (float `9 l + k` is channel `l`'s tap `k`). One vector load serves
+/// `N` taps: on lavapipe a load inside a loop is read lane by lane, and the weights are most of
+/// the kernels' loads; on a GPU a wide load is as cheap as a narrow one.
+#[cube]
+fn load_kernels<N: Size>(weight: &Tensor<Vector<f32, N>>, base: usize, kernel: &mut Array<f32>) {
+    let n = weight.vector_size().comptime();
+    #[unroll]
+    for v in 0..9usize {
+        let line = weight[base + v];
+        #[unroll]
+        for e in 0..n {
+            kernel[v * n + e] = line.extract(e);
+        }
+    }
+}
+
 /// Forward: one invocation per pooled cell `(batch, h/2, w/2)`, for every output channel. The
 /// cell's 4×4 input patch of each input channel is read once and its 36 products with each
-/// output channel's 3×3 kernel (the same for every invocation: one load for all of them) are
-/// summed in registers.
+/// output channel's 3×3 kernel (the same for every invocation: `N` channels' kernels to a
+/// vector of `weight_t`, `[in, out, 3, 3]`) are summed in registers.
 #[cube(launch)]
-fn block_forward_kernel(
+fn block_forward_kernel<N: Size>(
     x: &Tensor<f32>,
-    weight: &Tensor<f32>,
+    weight_t: &Tensor<Vector<f32, N>>,
     bias: &Tensor<f32>,
     y: &mut Tensor<f32>,
     codes: &mut Tensor<f32>,
@@ -91,30 +116,33 @@ fn block_forward_kernel(
     let px = pos % wp;
     let py = (pos / wp) % hp;
     let b = pos / (wp * hp);
+    let n = weight_t.vector_size().comptime();
+    let groups = comptime!(c_out / n);
 
     // acc[4 co + sub]: the convolution outputs of the window, in the order top-left, top-right,
     // bottom-left, bottom-right (the routing code's order), without the bias.
     let mut acc = zeros(comptime!(c_out * 4));
     let mut patch = Array::<f32>::new(16usize);
-    let mut kernel = Array::<f32>::new(9usize);
+    let mut kernel = Array::<f32>::new(comptime!(9 * n));
     for ci in 0..c_in {
         let x_base = (b * c_in + ci) * h * w;
         load_patch(x, x_base, py, px, h, w, &mut patch);
         #[unroll]
-        for co in 0..c_out {
-            let w_base = (co * c_in + ci) * 9;
+        for g in 0..groups {
+            // weight_t is [in, out, 3, 3]: output channels g n .. g n + n of input channel ci.
+            load_kernels::<N>(weight_t, (ci * groups + g) * 9, &mut kernel);
             #[unroll]
-            for k in 0..9usize {
-                kernel[k] = weight[w_base + k];
-            }
-            #[unroll]
-            for sub in 0..4usize {
-                let mut s = acc[co * 4 + sub];
+            for l in 0..n {
+                let co = g * n + l;
                 #[unroll]
-                for k in 0..9usize {
-                    s += patch[(sub / 2 + k / 3) * 4 + sub % 2 + k % 3] * kernel[k];
+                for sub in 0..4usize {
+                    let mut s = acc[co * 4 + sub];
+                    #[unroll]
+                    for k in 0..9usize {
+                        s += patch[(sub / 2 + k / 3) * 4 + sub % 2 + k % 3] * kernel[l * 9 + k];
+                    }
+                    acc[co * 4 + sub] = s;
                 }
-                acc[co * 4 + sub] = s;
             }
         }
     }
@@ -145,26 +173,16 @@ fn block_forward_kernel(
     }
 }
 
-/// The output gradient routed back to one convolution output: `dy` of its pooled cell where the
-/// cell's code names it (`sub`: 0–3 within the window), else 0.
-#[cube]
-fn routed(codes: &Tensor<f32>, dy: &Tensor<f32>, cell: usize, sub: usize) -> f32 {
-    let mut g = 0.0f32;
-    if codes[cell] == f32::cast_from(sub) {
-        g = dy[cell];
-    }
-    g
-}
-
 /// The input gradient, a transposed convolution of the routed output gradient: one invocation
 /// per 2×2 block of input pixels (the pooled cell's window), for every input channel, so that
-/// each 3×3 kernel read serves four pixels. x[y, x] fed z[y + 1 - ky, x + 1 - kx] through
-/// w[ky, kx].
+/// each 3×3 kernel read serves four pixels (`N` input channels' kernels to a vector). The nine
+/// pooled cells around the block are read once per output channel. x[y, x] fed
+/// z[y + 1 - ky, x + 1 - kx] through w[ky, kx].
 #[cube(launch)]
-fn input_grad_kernel(
+fn input_grad_kernel<N: Size>(
     codes: &Tensor<f32>,
     dy: &Tensor<f32>,
-    weight: &Tensor<f32>,
+    weight: &Tensor<Vector<f32, N>>,
     dx: &mut Tensor<f32>,
     #[comptime] c_in: usize,
 ) {
@@ -180,45 +198,63 @@ fn input_grad_kernel(
     let px = pos % wp;
     let py = (pos / wp) % hp;
     let b = pos / (wp * hp);
+    let n = weight.vector_size().comptime();
+    let groups = comptime!(c_in / n);
     // acc[4 ci + sub], sub the block's pixel (top-left, top-right, bottom-left, bottom-right).
     let mut acc = zeros(comptime!(c_in * 4));
+    // The pooled cells around the block: rows py - 1 ..= py + 1 and the same columns, each
+    // cell's code and gradient read once (outside the plane: closed, no gradient).
+    let mut cell_code = Array::<f32>::new(9usize);
+    let mut cell_dy = Array::<f32>::new(9usize);
     // The routed gradient at z rows 2 py - 1 ..= 2 py + 2 and the same columns: window row r is
-    // z row 2 py + r - 1, in pooled row py + (r + 1) / 2 - 1 at sub-row (r + 1) % 2.
+    // z row 2 py + r - 1, in cell row (r + 1) / 2 at sub-row (r + 1) % 2.
     let mut near = Array::<f32>::new(16usize);
-    let mut kernel = Array::<f32>::new(9usize);
+    let mut kernel = Array::<f32>::new(comptime!(9 * n));
     for co in 0..c_out {
         let plane = (b * c_out + co) * hp;
+        #[unroll]
+        for i in 0..3usize {
+            #[unroll]
+            for j in 0..3usize {
+                let mut code = 4.0f32;
+                let mut g = 0.0f32;
+                if py + i >= 1 && py + i <= hp && px + j >= 1 && px + j <= wp {
+                    let cell = (plane + py + i - 1) * wp + px + j - 1;
+                    code = codes[cell];
+                    g = dy[cell];
+                }
+                cell_code[i * 3 + j] = code;
+                cell_dy[i * 3 + j] = g;
+            }
+        }
         #[unroll]
         for r in 0..4usize {
             #[unroll]
             for c in 0..4usize {
-                let prow = py + (r + 1) / 2;
-                let pcol = px + (c + 1) / 2;
-                let mut v = 0.0f32;
-                if prow >= 1 && prow <= hp && pcol >= 1 && pcol <= wp {
-                    let cell = (plane + prow - 1) * wp + pcol - 1;
-                    v = routed(codes, dy, cell, ((r + 1) % 2) * 2 + (c + 1) % 2);
-                }
-                near[r * 4 + c] = v;
+                let at = ((r + 1) / 2) * 3 + (c + 1) / 2;
+                let sub = ((r + 1) % 2) * 2 + (c + 1) % 2;
+                near[r * 4 + c] = select(cell_code[at] == f32::cast_from(sub), cell_dy[at], 0.0);
             }
         }
         #[unroll]
-        for ci in 0..c_in {
-            let w_base = (co * c_in + ci) * 9;
+        for g in 0..groups {
+            // weight is [out, in, 3, 3]: input channels g n .. g n + n of output channel co.
+            load_kernels::<N>(weight, (co * groups + g) * 9, &mut kernel);
             #[unroll]
-            for k in 0..9usize {
-                kernel[k] = weight[w_base + k];
-            }
-            #[unroll]
-            for sub in 0..4usize {
-                // Pixel (2 py + sub / 2, 2 px + sub % 2) reads z row y + 1 - ky: window row
-                // sub / 2 + 2 - ky.
-                let mut s = acc[ci * 4 + sub];
+            for l in 0..n {
+                let ci = g * n + l;
                 #[unroll]
-                for k in 0..9usize {
-                    s += near[(sub / 2 + 2 - k / 3) * 4 + sub % 2 + 2 - k % 3] * kernel[k];
+                for sub in 0..4usize {
+                    // Pixel (2 py + sub / 2, 2 px + sub % 2) reads z row y + 1 - ky: window row
+                    // sub / 2 + 2 - ky.
+                    let mut s = acc[ci * 4 + sub];
+                    #[unroll]
+                    for k in 0..9usize {
+                        s += near[(sub / 2 + 2 - k / 3) * 4 + sub % 2 + 2 - k % 3]
+                            * kernel[l * 9 + k];
+                    }
+                    acc[ci * 4 + sub] = s;
                 }
-                acc[ci * 4 + sub] = s;
             }
         }
     }
@@ -365,6 +401,11 @@ fn grid(like: &CubeTensor, n: usize) -> (CubeCount, CubeDim) {
     (calculate_cube_count_elemwise(&like.client, n, dim), dim)
 }
 
+/// The weights' vector width for kernels grouped `channels` at a time: 4 where they divide.
+fn vector_size(channels: usize) -> usize {
+    if channels.is_multiple_of(4) { 4 } else { 1 }
+}
+
 /// The pooled output and its routing codes.
 pub fn forward(x: CubeTensor, weight: CubeTensor, bias: CubeTensor) -> (CubeTensor, CubeTensor) {
     let (x, weight, bias) = (
@@ -377,12 +418,15 @@ pub fn forward(x: CubeTensor, weight: CubeTensor, bias: CubeTensor) -> (CubeTens
     let y = empty(&x, shape.clone());
     let codes = empty(&x, shape);
     let (count, dim) = grid(&x, batch * hp * wp);
+    // [in, out, 3, 3], so that the kernels of consecutive output channels are one vector.
+    let weight_t = into_contiguous(CubeBackend::float_swap_dims(weight, 0, 1));
     block_forward_kernel::launch(
         &x.client.clone(),
         count,
         dim,
+        vector_size(c_out),
         x.into_tensor_arg(),
-        weight.into_tensor_arg(),
+        weight_t.into_tensor_arg(),
         bias.into_tensor_arg(),
         y.clone().into_tensor_arg(),
         codes.clone().into_tensor_arg(),
@@ -417,6 +461,7 @@ pub fn backward(
             &client,
             count,
             dim,
+            vector_size(c_in),
             codes.clone().into_tensor_arg(),
             dy.clone().into_tensor_arg(),
             weight.clone().into_tensor_arg(),

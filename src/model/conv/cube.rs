@@ -17,9 +17,9 @@
 //!
 //! The weights are most of the forward's and the input gradient's loads (every invocation reads
 //! all of them, one channel pair at a time), so both read them four floats to a load where the
-//! channel count divides by 4 (`load_kernels`). On lavapipe, which reads a load inside a loop one
-//! lane at a time, that made the second block of cnn-small 1.4× faster (benches/README.md); on a
-//! GPU a 16-byte load costs what a 4-byte one does.
+//! channel count divides by 4 (`load_kernels`). On lavapipe, which reads a load inside a loop
+//! one lane at a time, that made the second block of cnn-small 1.3–1.6× faster
+//! (benches/README.md); on a GPU a 16-byte load costs what a 4-byte one does.
 //!
 //! The routing codes are kept as `f32` (0–3, or 4 for closed), so the autodiff state is one more
 //! float tensor. Everything is f32 and contiguous NCHW; `mod.rs` takes this path only then.

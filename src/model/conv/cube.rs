@@ -408,18 +408,15 @@ fn vector_size(channels: usize) -> usize {
 
 /// The pooled output and its routing codes.
 pub fn forward(x: CubeTensor, weight: CubeTensor, bias: CubeTensor) -> (CubeTensor, CubeTensor) {
-    let (x, weight, bias) = (
-        into_contiguous(x),
-        into_contiguous(weight),
-        into_contiguous(bias),
-    );
+    let (x, bias) = (into_contiguous(x), into_contiguous(bias));
     let shape = pooled_shape(x.meta.shape(), weight.meta.shape());
     let [batch, c_out, hp, wp] = shape.dims();
+    // [in, out, 3, 3], contiguous (one copy, whatever the weights' layout), so that the kernels
+    // of consecutive output channels are one vector.
+    let weight_t = into_contiguous(CubeBackend::float_swap_dims(weight, 0, 1));
     let y = empty(&x, shape.clone());
     let codes = empty(&x, shape);
     let (count, dim) = grid(&x, batch * hp * wp);
-    // [in, out, 3, 3], so that the kernels of consecutive output channels are one vector.
-    let weight_t = into_contiguous(CubeBackend::float_swap_dims(weight, 0, 1));
     block_forward_kernel::launch(
         &x.client.clone(),
         count,

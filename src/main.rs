@@ -740,7 +740,7 @@ fn run_headless(
                     bar.set_position(0);
                     bar.reset_eta();
                 }
-                Event::Progress { step } => bar.set_position(step as u64),
+                Event::Progress { step, .. } => bar.set_position(step as u64),
                 Event::Metric(p) if p.series == series::PRETRAIN_LOSS => {
                     bar.set_message(format!("loss {:.3}", p.value))
                 }

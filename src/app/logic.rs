@@ -11,9 +11,7 @@ use super::jobs::{Reply, read_preset};
 use super::plots::Marker;
 use super::runs::{self, RunsAction};
 use super::setup::{SetupAction, Side};
-use super::{
-    DRAIN_BUDGET, LOG_LINES, LiveKnobs, PRESENTER_ZOOM, RunView, WORKER_REPAINT, Workbench, builtin,
-};
+use super::{DRAIN_BUDGET, LOG_LINES, LiveKnobs, PRESENTER_ZOOM, RunView, Workbench, builtin};
 use crate::config::{ExperimentConfig, Metric};
 use crate::run::{self, Command, Event, OutDir, RunRequest};
 use crate::sophon::LiveUpdate;
@@ -47,7 +45,7 @@ impl Workbench {
         self.ensure_preview(ctx, Side::Restricted);
         if self.run.active {
             // Keep the status (memory, rate) moving while training.
-            ctx.request_repaint_after(Duration::from_millis(250));
+            ctx.request_repaint_after(self.pace.status);
         }
     }
 
@@ -195,8 +193,9 @@ impl Workbench {
     pub(super) fn start_in(&mut self, ctx: &egui::Context, config: ExperimentConfig, out: OutDir) {
         if self.worker.is_none() {
             let ctx = ctx.clone();
+            let after = self.pace.events;
             self.worker = Some(run::spawn(Box::new(move || {
-                ctx.request_repaint_after(WORKER_REPAINT)
+                ctx.request_repaint_after(after)
             })));
         }
         self.series.clear();
@@ -332,7 +331,7 @@ impl Workbench {
                 self.run.timed_from = None;
                 self.run.rate = None;
             }
-            Event::Progress { step } => self.run.progress(step),
+            Event::Progress { step, at } => self.run.progress(step, at),
             Event::Metric(p) => {
                 self.series.push(&p.series, p.step as f64, p.value);
                 self.marker_for(&p.series, p.step as f64, p.value);

@@ -130,13 +130,13 @@ impl RunView {
         Some(Duration::from_secs_f64(left / rate))
     }
 
-    fn progress(&mut self, step: usize) {
+    /// Step `step`, reached by the worker at `at`.
+    fn progress(&mut self, step: usize, at: Instant) {
         self.step = step;
-        let now = Instant::now();
         match self.timed_from {
-            None if step >= WARM_UP_STEPS => self.timed_from = Some((now, step)),
+            None if step >= WARM_UP_STEPS => self.timed_from = Some((at, step)),
             Some((t0, s0)) if step > s0 => {
-                let secs = now.duration_since(t0).as_secs_f64();
+                let secs = at.duration_since(t0).as_secs_f64();
                 if secs > 0.0 {
                     self.rate = Some((step - s0) as f64 / secs);
                 }
@@ -193,6 +193,9 @@ pub struct Workbench {
     rss: (Instant, Option<u64>),
     /// `--present`: switch presenter mode on at the first frame (it needs the egui context).
     present_on_start: bool,
+    /// How soon the window redraws while training: [`Pace::GPU`] unless the window is drawn by
+    /// a software rasteriser.
+    pub pace: Pace,
 }
 
 const LOG_LINES: usize = 500;
@@ -200,11 +203,29 @@ const LOG_LINES: usize = 500;
 const PRESENTER_ZOOM: f32 = 1.4;
 /// Time per frame spent draining worker events.
 const DRAIN_BUDGET: Duration = Duration::from_millis(4);
-/// A worker's event asks for a frame within this time, not at once: the curves move at up to
-/// 20 frames a second instead of a frame per metric point. Without a GPU the window is drawn on
-/// the CPU cores that train (docs/experiments.md, speed and memory: the default experiment on 2 cores trains
-/// 3.4 outer iterations a second beside a frame per event, 3.85 with this; 6 headless).
-const WORKER_REPAINT: Duration = Duration::from_millis(50);
+/// How soon the window redraws while a run trains: after a worker's event (`events`), and to
+/// keep the status line (memory, rate) moving (`status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pace {
+    pub events: Duration,
+    pub status: Duration,
+}
+
+impl Pace {
+    /// Drawn on a GPU: the curves move at up to 20 frames a second instead of a frame per
+    /// metric point.
+    pub const GPU: Pace = Pace {
+        events: Duration::from_millis(50),
+        status: Duration::from_millis(250),
+    };
+    /// Drawn by a software rasteriser (llvmpipe under Xvfb, a machine without a GPU): every
+    /// frame is drawn on the CPU cores that train, so the window redraws at most once a second
+    /// while training (docs/experiments.md, 2026-12-02: the lesson in the window).
+    pub const SOFTWARE: Pace = Pace {
+        events: Duration::from_millis(1000),
+        status: Duration::from_millis(1000),
+    };
+}
 
 impl Workbench {
     /// A window state on `config`; `settings` are the remembered ones.
@@ -247,6 +268,7 @@ impl Workbench {
             frame_ms: VecDeque::new(),
             rss: (Instant::now() - Duration::from_secs(10), None),
             present_on_start: options.present,
+            pace: Pace::GPU,
         };
         app.fill_stress();
         match &options.watch {
@@ -357,4 +379,28 @@ fn remembered_origin(settings: &Settings) -> String {
         || "remembered".into(),
         |p| format!("{} (remembered)", p.display()),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The rate is the worker's: measured on when it reached each step, not on when the window
+    /// handled the event (once a second on a software rasteriser, many events in one frame).
+    #[test]
+    fn the_rate_is_measured_on_when_the_worker_reached_the_steps() {
+        let t0 = Instant::now();
+        let mut run = RunView {
+            total_steps: 1000,
+            ..RunView::default()
+        };
+        for step in 0..=200 {
+            run.progress(step, t0 + Duration::from_millis(10 * step as u64));
+        }
+        // 100 steps a second, although all the events were handled at once.
+        let rate = run.rate.expect("a rate after warm-up");
+        assert!((rate - 100.0).abs() < 1e-6, "rate {rate}");
+        let eta = run.eta().expect("an estimate").as_secs_f64();
+        assert!((eta - 8.0).abs() < 1e-6, "eta {eta}");
+    }
 }

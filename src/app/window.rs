@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use egui::Ui;
 
-use super::{AppOptions, Settings, Workbench};
+use super::{AppOptions, Pace, Settings, Workbench};
 
 /// The eframe side: persistence and frame timing around [`Workbench::show`].
 pub struct WorkbenchApp {
@@ -83,8 +83,16 @@ pub fn run_window(options: AppOptions) -> Result<(), String> {
                 .storage
                 .and_then(|s| eframe::get_value::<Settings>(s, eframe::APP_KEY));
             let report_frames = options.stress_points > 0;
+            let mut bench = Workbench::from_options(settings, &options);
+            // Drawn by a software rasteriser, each frame costs the training CPU time.
+            let software = cc.wgpu_render_state.as_ref().is_some_and(|render| {
+                render.adapter.get_info().device_type == wgpu::DeviceType::Cpu
+            });
+            if software {
+                bench.pace = Pace::SOFTWARE;
+            }
             Ok(Box::new(WorkbenchApp {
-                bench: Workbench::from_options(settings, &options),
+                bench,
                 report_frames,
                 last_report: Instant::now(),
             }))

@@ -6,6 +6,7 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError, unbounded};
 
@@ -71,6 +72,9 @@ pub enum Event {
     },
     Progress {
         step: usize,
+        /// When the worker reached the step. The window may handle the event later (it redraws
+        /// once a second on a software rasteriser), so rates are measured on this.
+        at: Instant,
     },
     Metric(MetricPoint),
     /// A denoiser's sample grid (written to the run folder as `file`).
@@ -408,7 +412,10 @@ impl Monitor for ChannelMonitor<'_> {
         if self.stopping {
             return Err(Interrupted);
         }
-        (self.emit)(Event::Progress { step });
+        (self.emit)(Event::Progress {
+            step,
+            at: Instant::now(),
+        });
         // A disconnected channel means nobody can ever resume or stop us: finish as stopped.
         self.poll()?;
         if !self.paused {

@@ -158,7 +158,10 @@ fn snapshot_running() {
         if it > 0 {
             script.push(metric(series::FTS_LOSS, it, 1.2 - 0.2 * it as f64));
             script.push(metric(series::NTR_LOSS, it, 0.4 + 0.05 * it as f64));
-            script.push(Event::Progress { step: it });
+            script.push(Event::Progress {
+                step: it,
+                at: Instant::now(),
+            });
         }
     }
     for e in script {

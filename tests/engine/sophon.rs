@@ -359,7 +359,7 @@ fn resumed_equals_uninterrupted(config: ExperimentConfig) {
             }
         )
     });
-    until(&worker, |e| matches!(e, Event::Progress { step: 2 }));
+    until(&worker, |e| matches!(e, Event::Progress { step: 2, .. }));
     worker.commands.send(Command::Stop).unwrap();
     until(&worker, |e| e.is_terminal());
     assert_eq!(read_summary(&cut).unwrap().status, RunStatus::Stopped);

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use egui::Ui;
 
 use super::{AppOptions, Pace, Settings, Workbench};
+use crate::run::backend::AdapterInfo;
 
 /// The eframe side: persistence and frame timing around [`Workbench::show`].
 pub struct WorkbenchApp {
@@ -85,9 +86,10 @@ pub fn run_window(options: AppOptions) -> Result<(), String> {
             let report_frames = options.stress_points > 0;
             let mut bench = Workbench::from_options(settings, &options);
             // Drawn by a software rasteriser, each frame costs the training CPU time.
-            let software = cc.wgpu_render_state.as_ref().is_some_and(|render| {
-                render.adapter.get_info().device_type == wgpu::DeviceType::Cpu
-            });
+            let software = cc
+                .wgpu_render_state
+                .as_ref()
+                .is_some_and(|render| AdapterInfo::from(render.adapter.get_info()).is_software());
             if software {
                 bench.pace = Pace::SOFTWARE;
             }

@@ -67,6 +67,16 @@ pub struct AdapterInfo {
     pub api: String,
 }
 
+impl From<wgpu::AdapterInfo> for AdapterInfo {
+    fn from(info: wgpu::AdapterInfo) -> Self {
+        AdapterInfo {
+            name: info.name,
+            device_type: format!("{:?}", info.device_type),
+            api: format!("{:?}", info.backend),
+        }
+    }
+}
+
 impl AdapterInfo {
     /// A CPU rasteriser such as Mesa's lavapipe or llvmpipe.
     pub fn is_software(&self) -> bool {
@@ -114,12 +124,7 @@ pub fn probe_adapter() -> Option<AdapterInfo> {
             ..Default::default()
         }))
         .ok()?;
-    let info = adapter.get_info();
-    Some(AdapterInfo {
-        name: info.name,
-        device_type: format!("{:?}", info.device_type),
-        api: format!("{:?}", info.backend),
-    })
+    Some(adapter.get_info().into())
 }
 
 /// wgpu was asked for and no adapter exists.

@@ -151,6 +151,19 @@ pub struct SelectConfig {
     /// to be chosen: accuracy points for a classifier (0.05), a fraction of its ε-MSE for a
     /// denoiser (0.1 = 10 % higher).
     pub tolerance: f64,
+    /// Judge each evaluation by the mean of the probes of the last `window` evaluations (its own
+    /// and the `window − 1` before it), so that one lucky probe does not pick a model: a model
+    /// is chosen where the probe stayed low. 1 (the default) reads its own probe alone.
+    #[serde(default = "default_window", skip_serializing_if = "is_default_window")]
+    pub window: usize,
+}
+
+fn default_window() -> usize {
+    1
+}
+
+fn is_default_window(n: &usize) -> bool {
+    *n == default_window()
 }
 
 impl SelectConfig {
@@ -391,6 +404,9 @@ impl SophonConfig {
             }
             if !(select.tolerance >= 0.0 && select.tolerance.is_finite()) {
                 return Err(invalid(f("select.tolerance"), "must be ≥ 0"));
+            }
+            if select.window == 0 {
+                return Err(invalid(f("select.window"), "must be ≥ 1"));
             }
         }
         Ok(())

@@ -46,6 +46,10 @@ pub struct Progress {
     /// With model selection: the best evaluation so far (its model is in the checkpoint).
     #[serde(default)]
     pub selected: Option<Selected>,
+    /// With a selection window: the probes of the last evaluations, oldest first (at most the
+    /// window's length).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recent_probes: Vec<f64>,
 }
 
 /// The evaluation model selection keeps.
@@ -53,6 +57,7 @@ pub struct Progress {
 pub struct Selected {
     pub iteration: usize,
     pub original_score: f64,
+    /// The probe selection judged it by (with a window, the mean over the window).
     pub probe_score: f64,
 }
 
@@ -69,7 +74,18 @@ impl Progress {
             probe_score: f64::NAN,
             pretrained_score: None,
             selected: None,
+            recent_probes: Vec::new(),
         }
+    }
+
+    /// Record the probe just measured and return what selection judges this evaluation by:
+    /// the mean of the last `window` probes, or nothing while fewer have been measured.
+    fn judge_probe(&mut self, window: usize) -> Option<f64> {
+        self.recent_probes.push(self.probe_score);
+        let excess = self.recent_probes.len().saturating_sub(window);
+        self.recent_probes.drain(..excess);
+        (self.recent_probes.len() == window)
+            .then(|| self.recent_probes.iter().sum::<f64>() / window as f64)
     }
 }
 
@@ -250,6 +266,9 @@ pub fn protect<M: Protectable>(
         eval.evaluate(&model, 0, &mut p, monitor)
             .map_err(|d| report(monitor, d))?;
         p.pretrained_score = Some(p.original_score);
+        if let Some(select) = &config.select {
+            p.judge_probe(select.window);
+        }
     } else {
         // A resumed run's figures are measured again on the loaded model, never taken from
         // the state file (which a stale or damaged checkpoint folder could contradict).
@@ -343,14 +362,18 @@ pub fn protect<M: Protectable>(
                         .guard
                         .as_ref()
                         .is_some_and(|g| g.broken_by(p.original_score));
-                    if let Some(select) = &config.select
+                    let judged = config
+                        .select
+                        .as_ref()
+                        .and_then(|select| Some((select, p.judge_probe(select.window)?)));
+                    if let Some((select, probe)) = judged
                         && !broken
-                        && is_better::<M>(select, &p)
+                        && is_better::<M>(select, &p, probe)
                     {
                         p.selected = Some(Selected {
                             iteration: it,
                             original_score: p.original_score,
-                            probe_score: p.probe_score,
+                            probe_score: probe,
                         });
                         selected = Some(model.attacker_copy(Layers::All, &devices.train));
                     }
@@ -531,10 +554,11 @@ impl Monitor for DeferStop<'_> {
     }
 }
 
-/// Whether the evaluation just recorded in `p` beats the selected one: intactness within the
-/// tolerance of the pre-trained model's, and a better (for the defender) held-out probe; on an
-/// equal probe (a probe held at chance gives many), the better intactness.
-fn is_better<M: Protectable>(select: &SelectConfig, p: &Progress) -> bool {
+/// Whether the evaluation just recorded in `p`, judged by `probe` (its own, or the mean over
+/// the selection window), beats the selected one: intactness within the tolerance of the
+/// pre-trained model's, and a better (for the defender) held-out probe; on an equal probe (a
+/// probe held at chance gives many), the better intactness.
+fn is_better<M: Protectable>(select: &SelectConfig, p: &Progress, probe: f64) -> bool {
     let pretrained = p.pretrained_score.unwrap_or(f64::NAN);
     if !select.keeps_intactness(M::METRIC, pretrained, p.original_score) {
         return false;
@@ -545,11 +569,11 @@ fn is_better<M: Protectable>(select: &SelectConfig, p: &Progress) -> bool {
     // Ordered so that "greater" is better for the defender.
     let (probe, original) = match M::METRIC {
         Metric::Acc => (
-            s.probe_score.partial_cmp(&p.probe_score),
+            s.probe_score.partial_cmp(&probe),
             p.original_score.partial_cmp(&s.original_score),
         ),
         Metric::Mse => (
-            p.probe_score.partial_cmp(&s.probe_score),
+            probe.partial_cmp(&s.probe_score),
             s.original_score.partial_cmp(&p.original_score),
         ),
     };
@@ -607,8 +631,9 @@ mod tests {
         let select = SelectConfig {
             holdout: None,
             tolerance: 0.05,
+            window: 1,
         };
-        let better = |p: &Progress| is_better::<Classifier>(&select, p);
+        let better = |p: &Progress| is_better::<Classifier>(&select, p, p.probe_score);
         // Accuracy: a lower probe wins; on an equal probe, the higher intactness.
         assert!(better(&progress(0.9, 0.86, 0.1, (0.9, 0.2))));
         assert!(!better(&progress(0.9, 0.9, 0.3, (0.86, 0.2))));
@@ -621,9 +646,34 @@ mod tests {
         // Outside the tolerance nothing wins.
         assert!(!better(&progress(0.9, 0.84, 0.0, (0.9, 0.5))));
         // ε-MSE: a higher probe wins; on an equal probe, the lower original ε-MSE.
-        let better = |p: &Progress| is_better::<Unet>(&select, p);
+        let better = |p: &Progress| is_better::<Unet>(&select, p, p.probe_score);
         assert!(better(&progress(0.1, 0.1, 0.5, (0.1, 0.4))));
         assert!(better(&progress(0.1, 0.09, 0.4, (0.1, 0.4))));
         assert!(!better(&progress(0.1, 0.104, 0.4, (0.1, 0.4))));
+    }
+
+    #[test]
+    fn a_selection_window_judges_an_evaluation_by_the_mean_of_the_last_probes() {
+        let mut p = progress(0.9, 0.9, f64::NAN, (0.9, 0.5));
+        let mut judge = |probe: f64| {
+            p.probe_score = probe;
+            p.judge_probe(3)
+        };
+        // Nothing is judged until the window is full.
+        assert_eq!(judge(0.4), None);
+        assert_eq!(judge(0.1), None);
+        // Then the mean of the last three: one lucky probe among high ones is not enough.
+        let lucky = judge(0.4).unwrap();
+        assert!((lucky - 0.3).abs() < 1e-12, "{lucky}");
+        let spike = judge(0.05).unwrap();
+        assert!((spike - (0.1 + 0.4 + 0.05) / 3.0).abs() < 1e-12, "{spike}");
+        judge(0.12);
+        let held = judge(0.11).unwrap();
+        assert!((held - (0.05 + 0.12 + 0.11) / 3.0).abs() < 1e-12, "{held}");
+        assert_eq!(p.recent_probes, vec![0.05, 0.12, 0.11]);
+        // A window of one is the probe itself, judged at once.
+        let mut q = progress(0.9, 0.9, 0.2, (0.9, 0.5));
+        assert_eq!(q.judge_probe(1), Some(0.2));
+        assert_eq!(q.recent_probes, vec![0.2]);
     }
 }

@@ -548,16 +548,27 @@ fn a_probe_scored_over_its_curve_is_the_mean_of_its_points() {
         .to_string();
         assert!(err.contains("sophon.probe.curve"), "{err}");
     }
+    // So is an empty selection window.
+    let err = ExperimentConfig::from_toml(
+        sophon_workbench::QUICK_PRESET,
+        "quick",
+        &["sophon.select={tolerance=0.03, window=0}".to_string()],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("sophon.select.window"), "{err}");
 }
 
 #[test]
 fn model_selection_hands_on_the_evaluation_with_the_lowest_probe_that_kept_intactness() {
     let devices = Devices::new(Device::flex());
-    for tolerance in [1.0, 0.0] {
+    // A window of 3 judges each evaluation by the mean of its probe and the two before it
+    // (iteration 0's included), so iterations 1 and below are never judged.
+    for (tolerance, window) in [(1.0, 1), (0.0, 1), (1.0, 3)] {
         let config = small(&[
             "sophon.outer_iterations=6",
             "sophon.eval_every=1",
-            &format!("sophon.select={{holdout=100, tolerance={tolerance}}}"),
+            &format!("sophon.select={{holdout=100, tolerance={tolerance}, window={window}}}"),
             "evaluation.strategies.0.epochs=1",
         ]);
         let mut summary = sophon_workbench::sophon::summary::Summary::default();
@@ -567,17 +578,27 @@ fn model_selection_hands_on_the_evaluation_with_the_lowest_probe_that_kept_intac
         assert_eq!(evals.len(), 7, "iteration 0 and six more");
         let pretrained = evals[0].1;
         let mut best: Option<(usize, f64, f64)> = None;
-        for &(it, original, probe) in &evals[1..] {
-            // The lowest probe; on an equal probe, the better intactness.
-            let better = |b: (usize, f64, f64)| probe < b.2 || (probe == b.2 && original > b.1);
+        for (i, &(it, original, _)) in evals.iter().enumerate().skip(1) {
+            if i + 1 < window {
+                continue;
+            }
+            let judged = evals[i + 1 - window..=i].iter().map(|e| e.2).sum::<f64>() / window as f64;
+            // The lowest (mean) probe; on an equal one, the better intactness.
+            let better = |b: (usize, f64, f64)| judged < b.2 || (judged == b.2 && original > b.1);
             if original >= pretrained - tolerance && best.is_none_or(better) {
-                best = Some((it, original, probe));
+                best = Some((it, original, judged));
             }
         }
         let s = summary.sophon.unwrap();
         match best {
-            Some((it, original, probe)) => {
-                assert_eq!(s.selected_iteration, Some(it), "tolerance {tolerance}");
+            Some((it, original, _)) => {
+                assert_eq!(
+                    s.selected_iteration,
+                    Some(it),
+                    "tolerance {tolerance}, window {window}"
+                );
+                // The summary's probe is the handed-on model's own, measured again.
+                let probe = evals.iter().find(|e| e.0 == it).unwrap().2;
                 // Measured again on the handed-on model: it is that iteration's model (the
                 // curves are on the validation split; the summary's `original` is the test
                 // split's figure, reported once).

@@ -268,6 +268,12 @@ pub struct SophonConfig {
     /// code's way: N steps cost as one) instead of all N (the paper's; the default).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub draw_environment: bool,
+    /// Also minimise the suppression loss at each simulated attacker's starting point (before
+    /// its first step, on that step's query part), weighted as one more inner step: the protected
+    /// model is then wrong on the restricted domain before any fine-tuning too, not only after
+    /// the K simulated steps (off by default, as in the paper and the reference code).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suppress_start: bool,
     /// Original-domain batch of each NTR step.
     pub ntr_batch_size: usize,
     /// Evaluate intactness and the probe every this many outer iterations.
@@ -306,6 +312,7 @@ impl Default for SophonConfig {
             clip: 0.5,
             environments: vec![Environment::reference()],
             draw_environment: false,
+            suppress_start: false,
             ntr_batch_size: 64,
             eval_every: 5,
             probe: ProbeConfig::default(),

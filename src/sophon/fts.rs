@@ -129,16 +129,38 @@ pub fn fts_gradient<M: Protectable>(
     } else {
         &config.environments[..]
     };
-    let weight = 1.0 / (envs.len() * config.inner_steps) as f64;
+    // With `suppress_start`, the loss is also evaluated at the starting point (on the first
+    // step's query part): one more evaluation per environment.
+    let per_env = config.inner_steps + usize::from(config.suppress_start);
+    let evaluations = (envs.len() * per_env) as f64;
+    let weight = 1.0 / evaluations;
     // The query losses are summed on the device and read back once, not once per inner step.
     let mut loss_sum: Option<Tensor<1>> = None;
+    let mut suppress = |fast: &M, q_idx: &[usize], rng: &mut Rng, acc: &mut GradientsParams| {
+        let lq = fast.suppression_loss(ctx, config.loss, restricted, q_idx, rng, device);
+        let detached = lq.clone().detach();
+        loss_sum = Some(match loss_sum.take() {
+            Some(sum) => sum + detached,
+            None => detached,
+        });
+        let mut g = GradientsParams::from_grads(lq.backward(), fast);
+        model.visit(&mut Accumulate {
+            new: &mut g,
+            acc,
+            weight,
+        });
+    };
     for env in envs {
         let mut fast = model.simulated_copy(env, device);
         let mut inner = super::optim::build(&env.optimizer);
         let support = env.batch_size - env.query_size;
-        for _ in 0..config.inner_steps {
+        for k in 0..config.inner_steps {
             let idx = sample_batch(restricted.len(), env.batch_size, rng);
             let (s_idx, q_idx) = idx.split_at(support);
+            if k == 0 && config.suppress_start {
+                // The suppression loss at the starting point, on the first step's query part.
+                suppress(&fast, q_idx, rng, &mut acc);
+            }
             // One attacker step on the support part (a head-only attacker's through a view
             // with the body frozen, so only the head moves; `fast` itself keeps every
             // parameter's gradient for the query loss).
@@ -155,22 +177,10 @@ pub fn fts_gradient<M: Protectable>(
             };
             fast = inner.step(env.optimizer.lr, fast, grads);
             // The suppression loss on the query part at the adapted point.
-            let lq = fast.suppression_loss(ctx, config.loss, restricted, q_idx, rng, device);
-            let detached = lq.clone().detach();
-            loss_sum = Some(match loss_sum {
-                Some(sum) => sum + detached,
-                None => detached,
-            });
-            let mut g = GradientsParams::from_grads(lq.backward(), &fast);
-            model.visit(&mut Accumulate {
-                new: &mut g,
-                acc: &mut acc,
-                weight,
-            });
+            suppress(&fast, q_idx, rng, &mut acc);
             monitor.poll()?;
         }
     }
-    let evaluations = (envs.len() * config.inner_steps) as f64;
     let loss_sum = loss_sum.map_or(0.0, |t| t.into_scalar::<f32>() as f64);
     Ok((acc, loss_sum / evaluations))
 }

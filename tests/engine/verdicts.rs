@@ -414,3 +414,92 @@ fn an_attackers_split_that_cannot_be_carved_is_refused_naming_the_field() {
     .to_string();
     assert!(none.contains("evaluation.attacker_images"), "{none}");
 }
+
+/// With `suppress_start`, FTS also differentiates the suppression loss at the simulated
+/// attacker's starting point (on the first step's query part) and weighs it as one more step:
+/// with K = 1 the FTS gradient is the mean of the adapted point's (the gradient without it) and
+/// the starting point's.
+#[test]
+fn suppressing_the_start_adds_the_starting_points_gradient_as_one_more_step() {
+    use sophon_workbench::config::sophon::SuppressionLoss;
+    use sophon_workbench::sophon::fts::sample_batch;
+    use sophon_workbench::sophon::task::Protectable;
+    let config = small(&[
+        "sophon.loss=\"ice\"",
+        "sophon.inner_steps=1",
+        "sophon.draw_environment=false",
+        "sophon.environments=[{optimizer={kind=\"sgd\", lr=0.05}, batch_size=40, query_size=20}]",
+    ]);
+    let sophon = config.sophon.clone().unwrap();
+    let devices = Devices::new(Device::flex());
+    let (_, restricted) = experiment::load_domains(&config).unwrap();
+    let model: Classifier = experiment::fresh_model(&config, 10, 1, &devices);
+    let gradient = |suppress_start: bool| {
+        let mut sophon = sophon.clone();
+        sophon.suppress_start = suppress_start;
+        let fts = FtsContext {
+            config: &sophon,
+            ctx: &(),
+            restricted: &restricted.train,
+            devices: &devices,
+        };
+        let (grads, _) =
+            fts_gradient(&model, &fts, &mut Rng::new(3), &mut Recorder::default()).unwrap();
+        grads
+    };
+    let (without, with) = (gradient(false), gradient(true));
+    // The starting point's gradient, on the same query images (the first batch's last 20).
+    let idx = sample_batch(restricted.train.len(), 40, &mut Rng::new(3));
+    let loss = model.suppression_loss(
+        &(),
+        SuppressionLoss::Ice,
+        &restricted.train,
+        &idx[20..],
+        &mut Rng::new(0),
+        &devices.train,
+    );
+    let start = GradientsParams::from_grads(loss.backward(), &model);
+    let flat = |grads: &GradientsParams| {
+        let mut v = GradSums {
+            grads,
+            out: Vec::new(),
+        };
+        model.visit(&mut v);
+        v.out
+            .into_iter()
+            .map(|(_, s)| s.unwrap())
+            .collect::<Vec<f64>>()
+    };
+    // Compared parameter by parameter on Σ|g|, which a wrong weight or a missing term moves.
+    let mut mean = GradientsParams::new();
+    struct Mean<'a> {
+        a: &'a GradientsParams,
+        b: &'a GradientsParams,
+        out: &'a mut GradientsParams,
+    }
+    impl ModuleVisitor for Mean<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let (a, b) = (self.a.get::<D>(param.id), self.b.get::<D>(param.id));
+            self.out
+                .register(param.id, (a.unwrap() + b.unwrap()).div_scalar(2.0));
+        }
+    }
+    model.visit(&mut Mean {
+        a: &without,
+        b: &start,
+        out: &mut mean,
+    });
+    let (want, got, alone) = (flat(&mean), flat(&with), flat(&without));
+    for (i, (w, g)) in want.iter().zip(&got).enumerate() {
+        assert!(
+            (w - g).abs() <= 1e-4 * w.abs().max(1e-3),
+            "parameter {i}: want {w}, got {g}"
+        );
+    }
+    assert!(
+        want.iter()
+            .zip(&alone)
+            .any(|(w, a)| (w - a).abs() > 1e-3 * w.abs()),
+        "the starting point's term changes the gradient"
+    );
+}

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::Metric;
+use super::{AT_THRESHOLD, Metric};
 use super::{ConfigError, OptimizerConfig, OptimizerKind, Task, batch_size, invalid};
 
 /// The suppression loss L_α minimised on the query part of each simulated fine-tuning step.
@@ -170,8 +170,8 @@ impl SelectConfig {
     /// Whether an original-domain `score` is close enough to the pre-trained model's.
     pub fn keeps_intactness(&self, metric: Metric, pretrained: f64, score: f64) -> bool {
         match metric {
-            Metric::Acc => score >= pretrained - self.tolerance,
-            Metric::Mse => score <= pretrained * (1.0 + self.tolerance),
+            Metric::Acc => score >= pretrained - self.tolerance - AT_THRESHOLD,
+            Metric::Mse => score <= pretrained * (1.0 + self.tolerance) + AT_THRESHOLD,
         }
     }
 }

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 
 use egui::{Color32, ComboBox, DragValue, Grid, Id, RichText, Ui};
 
-use crate::config::sophon::{Environment, GuardConfig, SophonConfig, SuppressionLoss};
+use crate::config::sophon::{
+    Environment, GuardConfig, SelectConfig, SophonConfig, SuppressionLoss,
+};
 use crate::config::{
     AttackStrategy, Background, Cifar100Labels, DataSource, DiffusionConfig, ExperimentConfig,
     Layers, ModelKind, OptimizerConfig, OptimizerKind, ProceduralDomain, Task,
@@ -710,6 +712,33 @@ fn sophon_ui(
         row(ui, "Probe curve", "Measure the probe at this many evenly spaced steps of its fine-tune and average them, as the verdict's mean over epochs (1: after the last step only).", |ui, l| {
             count(ui, l, &mut s.probe.curve, 1, 10_000);
         });
+        row(ui, "Suppression at start", "Also score the suppression loss at each simulated attacker's starting point (weighted as one more inner step): the model is then pushed to be wrong on the restricted domain before any fine-tuning too, not only after the K simulated steps.", |ui, _| {
+            ui.checkbox(&mut s.suppress_start, "also before fine-tuning");
+        });
+        let tip = match task {
+            Task::Classification => "Hand on the evaluated model with the lowest probe among those whose original validation accuracy has fallen at most this far below the pre-trained model's (off: the last model). Window: judge each evaluation by the mean probe of the last this many evaluations.",
+            Task::Denoising => "Hand on the evaluated model with the highest probe ε-MSE among those whose original validation ε-MSE is at most this fraction above the pre-trained model's (off: the last model). Window: judge each evaluation by the mean probe of the last this many evaluations.",
+        };
+        row(ui, "Model selection", tip, |ui, _| {
+            let mut on = s.select.is_some();
+            if ui.checkbox(&mut on, "best evaluated model").changed() {
+                s.select = on.then(|| SelectConfig {
+                    holdout: None,
+                    tolerance: match task {
+                        Task::Classification => 0.03,
+                        Task::Denoising => 0.1,
+                    },
+                    window: 1,
+                });
+            }
+        });
+        if let Some(select) = s.select.as_mut() {
+            row(ui, "tolerance / window", tip, |ui, l| {
+                ui.add(DragValue::new(&mut select.tolerance).range(0.0..=1.0).speed(0.005))
+                    .labelled_by(l);
+                count(ui, l, &mut select.window, 1, 1000);
+            });
+        }
         let mut guard = s.guard.as_ref().map(GuardConfig::threshold);
         let tip = match task {
             Task::Classification => "Stop SOPHON (rolling back the last iteration) when original accuracy falls below this.",

@@ -660,6 +660,58 @@ fn the_probe_curve_row_shows_and_a_curve_past_the_probes_steps_is_named() {
     );
 }
 
+/// Model selection (its tolerance and window) and suppression at the start have their rows in
+/// the setup panel: the boxes set the preset, and the window's field cannot hold the refused 0.
+#[test]
+fn the_selection_and_suppression_at_start_rows_set_the_preset() {
+    let runs = tempfile::tempdir().unwrap();
+    // Tall enough that the setup panel's SOPHON section is on screen without scrolling.
+    let mut h = harness_of_height(quick_app(runs.path()), 3000.0);
+    h.step();
+    let sophon = |h: &Harness<'_, Workbench>| h.state().config.sophon.clone().unwrap();
+    assert!(
+        sophon(&h).select.is_none(),
+        "the quick preset hands on its last model"
+    );
+    assert!(!sophon(&h).suppress_start);
+    assert!(
+        h.query_all_by_label("tolerance / window").next().is_none(),
+        "no window without selection"
+    );
+
+    h.get_by_label("best evaluated model").click();
+    h.step();
+    h.step();
+    let select = sophon(&h).select.expect("the box turns selection on");
+    assert_eq!((select.tolerance, select.window), (0.03, 1));
+    assert!(h.query_all_by_label("tolerance / window").next().is_some());
+
+    h.get_by_label("also before fine-tuning").click();
+    h.step();
+    h.step();
+    assert!(sophon(&h).suppress_start);
+
+    // The window's field holds no 0 (the value a preset is refused for): it shows its minimum.
+    h.state_mut()
+        .config
+        .sophon
+        .as_mut()
+        .unwrap()
+        .select
+        .as_mut()
+        .unwrap()
+        .window = 0;
+    h.step();
+    h.step();
+    assert_eq!(sophon(&h).select.unwrap().window, 1);
+    assert!(!start_disabled(&h));
+
+    h.get_by_label("best evaluated model").click();
+    h.step();
+    h.step();
+    assert!(sophon(&h).select.is_none(), "and off again");
+}
+
 #[test]
 fn presenter_mode_waits_at_each_phase_for_next_and_narrates_with_the_runs_numbers() {
     let runs = tempfile::tempdir().unwrap();

@@ -722,7 +722,7 @@ fn sophon_ui(
         row(ui, "Model selection", tip, |ui, _| {
             let mut on = s.select.is_some();
             if ui.checkbox(&mut on, "best evaluated model").changed() {
-                s.select = on.then(|| SelectConfig {
+                s.select = on.then_some(SelectConfig {
                     holdout: None,
                     tolerance: match task {
                         Task::Classification => 0.03,
